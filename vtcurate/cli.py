@@ -1,0 +1,132 @@
+"""The `vtcurate` command line.  Heavy libraries are imported inside commands so --help is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from vtcurate.config import load_config
+    from vtcurate.pipeline.executor import run_pipeline
+    from vtcurate.pipeline.stats import format_funnel
+
+    config = load_config(args.config, args.set)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
+    stats = run_pipeline(
+        config, args.input, args.run_dir, args.runner, stages, args.ray_address, args.fresh
+    )
+    print(format_funnel(stats))
+    shards = Path(args.run_dir) / "shards" / "index.json"
+    if shards.exists():
+        index = json.loads(shards.read_text("utf-8"))
+        print(f"\n{index['samples']} samples in {len(index['shards'])} shard(s): {shards.parent}")
+    return 0
+
+
+def _cmd_stages(args: argparse.Namespace) -> int:
+    from vtcurate.config import FLOW, IMPLEMENTED, PipelineConfig
+
+    fields = PipelineConfig.model_fields
+    for name in FLOW:
+        if name not in IMPLEMENTED:
+            print(f"{name}  (planned)")
+            continue
+        print(name)
+        model = fields[name].annotation
+        for key, field in model.model_fields.items():
+            default = json.dumps(field.get_default(call_default_factory=True), ensure_ascii=False)
+            desc = f"  # {field.description}" if field.description else ""
+            print(f"  {name}.{key} = {default}{desc}")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from vtcurate.pipeline.stats import format_funnel, funnel_json, load_stats
+
+    stats = load_stats(args.run_dir)
+    if not stats:
+        print(f"no finished stage in {args.run_dir}", file=sys.stderr)
+        return 1
+    print(json.dumps(funnel_json(stats), indent=2) if args.json else format_funnel(stats))
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from vtcurate.pipeline.shards import inspect_tar
+
+    for line in inspect_tar(args.shard, args.n):
+        print(line)
+    return 0
+
+
+def _cmd_demo_data(args: argparse.Namespace) -> int:
+    from vtcurate.demo.corpus import generate
+
+    summary = generate(args.out, args.clips, args.seed)
+    print(
+        f"demo corpus: {summary['rows']} rows ({summary['clean']} clean clips, "
+        f"{summary['planted']} planted cases) in {summary['dir']}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vtcurate", description="Bilingual video-text data curation.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the configured stages over a manifest")
+    run.add_argument("config", help="YAML config (see configs/)")
+    run.add_argument("--input", required=True, help="manifest: .jsonl, .csv or .parquet (path or URL)")
+    run.add_argument("--run-dir", required=True, help="run directory; rerunning resumes it")
+    run.add_argument("--runner", choices=["local", "ray"], help="override the config's runner")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key, e.g. --set langid.min_confidence.en=0.6")
+    run.add_argument("--stages", help="comma-separated subset of the config's stages, in flow order")
+    run.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS or embedded)")
+    run.add_argument("--fresh", action="store_true", help="discard what the run directory holds")
+    run.set_defaults(func=_cmd_run)
+
+    stages = sub.add_parser("stages", help="list the stages and their config keys")
+    stages.set_defaults(func=_cmd_stages)
+
+    stats = sub.add_parser("stats", help="the funnel of a run: rows in, kept, rejected by reason")
+    stats.add_argument("run_dir")
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.set_defaults(func=_cmd_stats)
+
+    inspect = sub.add_parser("inspect", help="samples of a WebDataset shard")
+    inspect.add_argument("shard")
+    inspect.add_argument("-n", type=int, default=5, help="samples to show (0: all)")
+    inspect.set_defaults(func=_cmd_inspect)
+
+    demo = sub.add_parser("demo-data", help="generate the built-in demo corpus")
+    demo.add_argument("out")
+    demo.add_argument("--clips", type=int, default=48, help="clean clips (planted cases are extra)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_cmd_demo_data)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    from vtcurate.errors import UserError
+
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"vtcurate: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

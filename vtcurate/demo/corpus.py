@@ -1,0 +1,169 @@
+"""A small bilingual demo corpus: coloured shapes moving in directions, with planted bad cases.
+
+Every clip is H.264, and its caption says what it shows, in English or Chinese.  Planted rows are
+listed in `answer_key.jsonl` with the stage and reason that should reject them (or `null` where
+the row should survive these stages), so tests and reports can check each decision.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+COLOURS = {
+    "red": ("红色", (220, 40, 40)),
+    "green": ("绿色", (40, 190, 60)),
+    "blue": ("蓝色", (50, 90, 230)),
+    "yellow": ("黄色", (235, 210, 40)),
+}
+SHAPES = {"circle": "圆", "square": "正方形", "triangle": "三角形"}
+MOTIONS = {
+    "from left to right": ("从左向右", (-1, 0), (1, 0)),
+    "from right to left": ("从右向左", (1, 0), (-1, 0)),
+    "from top to bottom": ("从上到下", (0, -1), (0, 1)),
+    "from bottom to top": ("从下到上", (0, 1), (0, -1)),
+}
+SIZE = 128
+FPS = 12
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    colour: str
+    shape: str
+    motion: str
+
+    def caption(self, lang: str) -> str:
+        if lang == "zh":
+            zh_colour, _ = COLOURS[self.colour]
+            return f"一个{zh_colour}的{SHAPES[self.shape]}{MOTIONS[self.motion][0]}移动"
+        return f"a {self.colour} {self.shape} moves {self.motion}"
+
+
+def _draw(img: np.ndarray, spec: ClipSpec, cx: float, cy: float, radius: int) -> None:
+    import cv2
+
+    colour = COLOURS[spec.colour][1]
+    centre = (int(cx), int(cy))
+    if spec.shape == "circle":
+        cv2.circle(img, centre, radius, colour, -1, cv2.LINE_AA)
+    elif spec.shape == "square":
+        cv2.rectangle(img, (centre[0] - radius, centre[1] - radius), (centre[0] + radius, centre[1] + radius), colour, -1)
+    else:
+        pts = np.array([[cx, cy - radius], [cx - radius, cy + radius], [cx + radius, cy + radius]], np.int32)
+        cv2.fillPoly(img, [pts], colour, cv2.LINE_AA)
+
+
+def render(spec: ClipSpec, rng: random.Random, seconds: float = 2.0) -> list[np.ndarray]:
+    """RGB frames of the shape crossing the frame along its motion."""
+    _, (sx, sy), (ex, ey) = MOTIONS[spec.motion]
+    radius = rng.randint(12, 20)
+    offset = rng.uniform(-25, 25)  # off-axis position, so clips of one kind differ
+    background = np.array([rng.randint(0, 40)] * 3, np.uint8)
+    half, span = SIZE / 2, SIZE / 2 - radius - 4
+    frames = []
+    n = max(1, round(seconds * FPS))
+    for i in range(n):
+        a = i / max(1, n - 1)
+        cx = half + span * (sx + (ex - sx) * a) + (offset if sx == ex else 0)
+        cy = half + span * (sy + (ey - sy) * a) + (offset if sy == ey else 0)
+        img = np.empty((SIZE, SIZE, 3), np.uint8)
+        img[:] = background
+        _draw(img, spec, cx, cy, radius)
+        frames.append(img)
+    return frames
+
+
+def write_h264(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = frames[0].shape[1], frames[0].shape[0]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"g": str(fps), "preset": "veryfast", "crf": "23"}
+        for img in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
+    """Write videos/, manifest.jsonl and answer_key.jsonl under `out`; return a summary."""
+    out = Path(out)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    combos = [ClipSpec(*c) for c in itertools.product(COLOURS, SHAPES, MOTIONS)]
+    rows, key = [], []
+
+    def add(row: dict, planted: str | None = None, stage: str | None = None, reason: str | None = None):
+        rows.append(row)
+        if planted:
+            key.append({"row": len(rows), "id": row["id"], "planted": planted, "expect_stage": stage, "expect_reason": reason})
+
+    specs = []
+    for i in range(clips):
+        spec = combos[i % len(combos)]
+        specs.append(spec)
+        name = f"clip{i:04d}"
+        write_h264(out / "videos" / f"{name}.mp4", render(spec, rng))
+        lang = "en" if i % 2 == 0 else "zh"
+        add({"id": name, "video": f"videos/{name}.mp4", "caption": spec.caption(lang), "lang_hint": lang})
+
+    def planted_clip(name: str, spec: ClipSpec, seconds: float = 2.0) -> str:
+        write_h264(out / "videos" / f"{name}.mp4", render(spec, rng, seconds))
+        return f"videos/{name}.mp4"
+
+    s = combos[0]
+    for lang_name, text in (
+        ("french", "un cercle rouge se déplace de gauche à droite sur un fond sombre"),
+        ("japanese", "赤い丸が左から右へゆっくり移動しています"),
+        ("russian", "красный круг медленно движется слева направо"),
+    ):
+        add({"id": f"planted-{lang_name}", "video": planted_clip(f"planted-{lang_name}", s), "caption": text},
+            f"{lang_name} caption", "langid", "lang_not_allowed")
+    add({"id": "planted-empty-caption", "video": planted_clip("planted-empty", s), "caption": "   "},
+        "empty caption", "ingest", "empty_caption")
+    add({"id": "planted-stock-noise", "video": planted_clip("planted-stock", s),
+         "caption": "Red circle moves from left to right stock footage 4K HD clip 123456789 https://stock.example.com/v/1"},
+        "stock-footage noise (normalised, kept)")
+    add({"id": "planted-traditional", "video": planted_clip("planted-trad", combos[1]),
+         "caption": "一個紅色的圓從右向左移動"}, "Traditional Chinese (converted, kept)")
+    add({"id": "planted-code-switch", "video": planted_clip("planted-cs", combos[2]),
+         "caption": "一个红色的圆从上到下移动 (Red Circle Demo)"}, "code-switched Chinese (kept as zh)")
+    add({"id": "planted-html", "video": planted_clip("planted-html", combos[4]),
+         "caption": "<script>alert('x')</script><b>a red square</b> moves from left to right"},
+        "HTML and <script> in caption (stripped, kept)")
+    # mismatched: the caption describes another clip; only a similarity filter can see it
+    for i, (a, b) in enumerate(((combos[0], combos[5]), (combos[10], combos[20]))):
+        add({"id": f"planted-mismatch-{i}", "video": planted_clip(f"planted-mismatch-{i}", a),
+             "caption": b.caption("en")}, "mismatched caption", "clip_filter", "low_clip_score")
+    trunc = out / "videos" / "planted-truncated.mp4"
+    write_h264(trunc, render(s, rng))
+    data = trunc.read_bytes()
+    trunc.write_bytes(data[: len(data) * 2 // 5])
+    add({"id": "planted-truncated", "video": "videos/planted-truncated.mp4", "caption": s.caption("en")},
+        "truncated video", "ingest", "unreadable_video")
+    add({"id": "planted-missing", "video": "videos/does-not-exist.mp4", "caption": s.caption("en")},
+        "missing file", "ingest", "missing_file")
+    (out / "videos" / "planted-not-video.mp4").write_text("this is not a video\n" * 50)
+    add({"id": "planted-not-video", "video": "videos/planted-not-video.mp4", "caption": s.caption("en")},
+        "non-video file named .mp4", "ingest", "unreadable_video")
+    add({"id": "planted-too-short", "video": planted_clip("planted-short", s, seconds=0.3),
+         "caption": s.caption("en")}, "too-short clip (0.3 s)", "ingest", "too_short")
+    add({"id": "clip0000", "video": "videos/clip0001.mp4", "caption": specs[1].caption("zh")},
+        "duplicate id", "ingest", "duplicate_id")
+
+    with open(out / "manifest.jsonl", "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with open(out / "answer_key.jsonl", "w", encoding="utf-8") as fh:
+        for row in key:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return {"dir": str(out), "rows": len(rows), "clean": clips, "planted": len(key)}

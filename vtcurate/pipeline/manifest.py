@@ -1,0 +1,183 @@
+"""Read a manifest (jsonl, csv or parquet; local path or fsspec URL) into row partitions.
+
+Columns: `video` and `caption` (required), `id`, `start`, `end`, `lang_hint` (optional).  A
+missing required column fails before any work.  A row that cannot be parsed is not dropped: it
+becomes a row with `manifest_error` set, which `ingest` rejects with that reason.  Duplicate clip
+ids are marked here, where the whole manifest streams past once.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import posixpath
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from vtcurate.errors import UserError
+
+REQUIRED = ("video", "caption")
+OPTIONAL = ("id", "start", "end", "lang_hint")
+
+SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("clip_id", pa.string()),
+        ("video", pa.string()),
+        ("caption", pa.string()),
+        ("start", pa.float64()),
+        ("end", pa.float64()),
+        ("lang_hint", pa.string()),
+        ("manifest_error", pa.string()),
+        ("manifest_detail", pa.string()),
+    ]
+)
+
+
+class ManifestError(UserError, ValueError):
+    """The manifest as a whole cannot be read (missing column, unknown format)."""
+
+
+def _format(path: str) -> str:
+    name = path.lower().split("?")[0]
+    for suffix, fmt in ((".jsonl", "jsonl"), (".json", "jsonl"), (".csv", "csv"), (".parquet", "parquet")):
+        if name.endswith(suffix) or name.endswith(suffix + ".gz"):
+            return fmt
+    raise ManifestError(f"{path}: unknown manifest format (expected .jsonl, .csv or .parquet)")
+
+
+def _check_columns(columns: list[str] | set[str], path: str) -> None:
+    missing = [c for c in REQUIRED if c not in columns]
+    if missing:
+        raise ManifestError(f"{path}: manifest is missing required column(s) {missing}")
+
+
+def _raw_rows(path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
+    """Yield dict rows, or (error_code, detail) for rows that cannot be parsed."""
+    import fsspec
+
+    fmt = _format(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        with fsspec.open(path, "rb") as fh:
+            pf = pq.ParquetFile(fh)
+            _check_columns(pf.schema_arrow.names, path)
+            for batch in pf.iter_batches(batch_size=4096):
+                yield from batch.to_pylist()
+        return
+    with fsspec.open(path, "rb", compression="infer") as fh:
+        # invalid UTF-8 is replaced, not fatal: the caption then carries U+FFFD
+        text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
+        if fmt == "csv":
+            reader = csv.DictReader(text)
+            _check_columns(reader.fieldnames or [], path)
+            for row in reader:
+                if None in row:  # more cells than header columns
+                    yield ("bad_manifest_row", f"{len(row[None])} cells beyond the header")
+                else:
+                    yield row
+            return
+        checked = False
+        for line in text:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield ("bad_manifest_row", f"invalid JSON: {err}")
+                continue
+            if not isinstance(row, dict):
+                yield ("bad_manifest_row", f"expected a JSON object, got {type(row).__name__}")
+                continue
+            if not checked:
+                _check_columns(row.keys(), path)
+                checked = True
+            yield row
+
+
+def _float(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    out = float(value)
+    if math.isnan(out) or math.isinf(out):
+        raise ValueError(f"not a finite number: {value!r}")
+    return out
+
+
+def _resolve(video: str, base: str) -> str:
+    if "://" in video or posixpath.isabs(video) or not base:
+        return video
+    return posixpath.join(base, video)
+
+
+def derived_id(video: str, start: float | None, end: float | None) -> str:
+    return hashlib.sha1(f"{video}|{start}|{end}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _normalise(raw: dict[str, Any], base: str) -> dict[str, Any]:
+    row: dict[str, Any] = dict.fromkeys(SCHEMA.names)
+    video = raw.get("video")
+    if not isinstance(video, str) or not video.strip():
+        row.update(manifest_error="bad_manifest_row", manifest_detail="no video path")
+        video = "" if video is None else str(video)
+    row["video"] = _resolve(video.strip(), base) if video.strip() else video
+    caption = raw.get("caption")
+    row["caption"] = "" if caption is None else str(caption)
+    hint = raw.get("lang_hint")
+    row["lang_hint"] = None if hint in (None, "") else str(hint)
+    try:
+        row["start"], row["end"] = _float(raw.get("start")), _float(raw.get("end"))
+    except (TypeError, ValueError) as err:
+        if not row["manifest_error"]:
+            row.update(manifest_error="bad_span", manifest_detail=f"start/end: {err}")
+    given = raw.get("id")
+    row["clip_id"] = (
+        str(given) if given not in (None, "") else derived_id(row["video"], row["start"], row["end"])
+    )
+    return row
+
+
+def read_manifest(path: str) -> Iterator[dict[str, Any]]:
+    """Every manifest row, normalised to SCHEMA, duplicates and parse errors marked."""
+    import fsspec
+
+    fs, fpath = fsspec.core.url_to_fs(path)
+    if not fs.isfile(fpath):
+        raise ManifestError(f"manifest not found: {path}")
+    base = posixpath.dirname(path) if "://" in path else str(Path(path).resolve().parent)
+    seen: dict[str, int] = {}
+    for n, raw in enumerate(_raw_rows(path), start=1):
+        if isinstance(raw, tuple):
+            row = dict.fromkeys(SCHEMA.names)
+            row.update(
+                clip_id=f"manifest-row-{n}",
+                video="",
+                caption="",
+                manifest_error=raw[0],
+                manifest_detail=raw[1],
+            )
+        else:
+            row = _normalise(raw, base)
+        row["row"] = n
+        first = seen.setdefault(row["clip_id"], n)
+        if first != n and not row["manifest_error"]:
+            row.update(manifest_error="duplicate_id", manifest_detail=f"id first seen at row {first}")
+        yield row
+
+
+def partition(rows: Iterator[dict[str, Any]], size: int) -> Iterator[pa.Table]:
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield pa.Table.from_pylist(chunk, schema=SCHEMA)
+            chunk = []
+    if chunk:
+        yield pa.Table.from_pylist(chunk, schema=SCHEMA)

@@ -1,0 +1,137 @@
+"""Runners map a stage over partitions.  Stages never see which runner runs them.
+
+- local: in-process, one partition after another (tests, debugging).
+- ray:   Ray Data; partitions are rows of a dataset mapped by an actor pool, so each worker loads
+         its models once in setup().  The pool is sized from the cluster's CPUs minus a reserve,
+         because an actor pool that holds every CPU starves Ray Data's own tasks and hangs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterator
+
+from vtcurate.config import RayConfig
+from vtcurate.pipeline.partition import PartitionResult, PartitionTask, run_partition
+from vtcurate.stages.base import Stage
+
+log = logging.getLogger(__name__)
+
+
+class LocalRunner:
+    name = "local"
+
+    def __enter__(self) -> LocalRunner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def map(self, stage: Stage, tasks: list[PartitionTask]) -> Iterator[PartitionResult]:
+        stage.setup()
+        try:
+            for task in tasks:
+                yield run_partition(stage, task)
+        finally:
+            stage.teardown()
+
+    def describe(self) -> dict:
+        return {"runner": "local"}
+
+
+class _PartitionWorker:
+    """Ray Data callable class: one per actor, the stage set up once."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        stage.setup()
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        results = []
+        for spec in batch["task"]:
+            task = PartitionTask(**json.loads(spec))
+            results.append(json.dumps(run_partition(self.stage, task).as_dict()))
+        return {"result": np.asarray(results, dtype=object)}
+
+
+def pool_size(total_cpus: float, reserve: float, per_worker: float, cap: int | None) -> int:
+    """Actors that fit beside the reserved CPUs (at least one)."""
+    per_worker = per_worker or 1.0
+    size = max(1, math.floor(max(total_cpus - reserve, per_worker) / per_worker))
+    return min(size, cap) if cap else size
+
+
+class RayRunner:
+    name = "ray"
+
+    def __init__(self, config: RayConfig, address: str | None = None) -> None:
+        self.config = config
+        self.address = address or config.address or os.environ.get("RAY_ADDRESS") or None
+        self._started = False
+
+    def __enter__(self) -> RayRunner:
+        import ray
+
+        if not ray.is_initialized():
+            kwargs = {"logging_level": logging.WARNING, "log_to_driver": False}
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:
+                ray.init(num_cpus=self.config.num_cpus, include_dashboard=False, **kwargs)
+            self._started = True
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # the executor shows one progress bar per stage
+        ctx.print_on_execution_start = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._started:
+            import ray
+
+            ray.shutdown()
+
+    def describe(self) -> dict:
+        import ray
+
+        return {
+            "runner": "ray",
+            "address": self.address or "embedded",
+            "cluster_resources": ray.cluster_resources(),
+            "nodes": len(ray.nodes()),
+        }
+
+    def map(self, stage: Stage, tasks: list[PartitionTask]) -> Iterator[PartitionResult]:
+        import ray
+
+        if not tasks:
+            return
+        res = stage.resources
+        total = ray.cluster_resources().get("CPU", 1.0)
+        size = pool_size(total, self.config.reserve_cpus, res.num_cpus, res.workers)
+        size = min(size, len(tasks))
+        log.info("%s: %d partitions on %d actor(s) x %.2g CPU", stage.name, len(tasks), size, res.num_cpus)
+        specs = [{"task": json.dumps(t.__dict__)} for t in tasks]
+        ds = ray.data.from_items(specs, override_num_blocks=len(specs)).map_batches(
+            _PartitionWorker,
+            fn_constructor_kwargs={"stage": stage},
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=size),
+            num_cpus=res.num_cpus,
+            num_gpus=res.num_gpus or None,
+        )
+        for row in ds.iter_rows():
+            yield PartitionResult(**json.loads(row["result"]))
+
+
+def make_runner(name: str, ray_config: RayConfig, address: str | None = None):
+    if name == "local":
+        return LocalRunner()
+    if name == "ray":
+        return RayRunner(ray_config, address)
+    raise ValueError(f"unknown runner {name!r} (local | ray)")

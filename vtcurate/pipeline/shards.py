@@ -1,0 +1,119 @@
+"""Read the emitted WebDataset shards back: (frames T x C x H x W, caption, metadata).
+
+    loader = make_loader("runs/demo/shards", split="train", batch_size=8, num_workers=2)
+    for frames, captions, metas in loader: ...   # frames: uint8 tensor B x T x C x H x W
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_FRAME = re.compile(r"^f(\d+)\.jpg$")
+
+
+def load_index(shards_dir: str | Path) -> dict:
+    return json.loads((Path(shards_dir) / "index.json").read_text("utf-8"))
+
+
+def shard_paths(shards_dir: str | Path, split: str | None = None, lang: str | None = None) -> list[str]:
+    index = load_index(shards_dir)
+    return [
+        str(Path(shards_dir) / s["path"])
+        for s in index["shards"]
+        if (split is None or s["split"] == split) and (lang is None or lang in s["languages"])
+    ]
+
+
+def _center_square(img: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    h, w = img.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = img[top : top + side, left : left + side]
+    return crop if side == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def decode_sample(sample: dict[str, Any], frame_size: int | None = None):
+    """A raw webdataset sample -> (uint8 tensor T x C x H x W, caption, metadata dict)."""
+    import cv2
+    import torch
+
+    keys = sorted((int(m.group(1)), k) for k in sample if (m := _FRAME.match(k)))
+    images = []
+    for _, k in keys:
+        img = cv2.imdecode(np.frombuffer(sample[k], np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+        images.append(_center_square(img, frame_size) if frame_size else img)
+    frames = torch.from_numpy(np.ascontiguousarray(np.stack(images))).permute(0, 3, 1, 2)
+    return frames, sample["txt"].decode("utf-8"), json.loads(sample["json"])
+
+
+def _collate(batch):
+    import torch
+
+    frames, captions, metas = zip(*batch)
+    return torch.stack(frames), list(captions), list(metas)
+
+
+def make_dataset(urls: list[str], frame_size: int | None = 224, shuffle: int = 0):
+    import webdataset as wds
+
+    ds = wds.WebDataset(urls, shardshuffle=bool(shuffle), empty_check=False)
+    if shuffle:
+        ds = ds.shuffle(shuffle)
+    return ds.map(lambda s: decode_sample(s, frame_size))
+
+
+def make_loader(
+    shards_dir: str | Path,
+    split: str | None = "train",
+    batch_size: int = 8,
+    num_workers: int = 0,
+    frame_size: int | None = 224,
+    shuffle: int = 0,
+):
+    """A torch DataLoader over the shards of `split`; frames are centre-cropped to frame_size²."""
+    from torch.utils.data import DataLoader
+
+    urls = shard_paths(shards_dir, split)
+    return DataLoader(
+        make_dataset(urls, frame_size, shuffle),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=_collate,
+    )
+
+
+def inspect_tar(path: str | Path, n: int = 5) -> list[str]:
+    """Human-readable lines about the first n samples (0: all) of one shard."""
+    import cv2
+
+    samples: dict[str, dict[str, bytes]] = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            key, _, ext = member.name.rpartition("/")[2].partition(".")
+            fh = tar.extractfile(member)
+            samples.setdefault(key, {})[ext] = fh.read() if fh else b""
+    lines = [f"{path}: {len(samples)} samples"]
+    for key, files in list(samples.items())[: n or None]:
+        meta = json.loads(files.get("json", b"{}"))
+        frames = [files[k] for k in sorted(files, key=lambda k: (len(k), k)) if _FRAME.match(k)]
+        sizes = {
+            "x".join(map(str, cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR).shape[1::-1]))
+            for f in frames
+        }
+        lines.append(f"- {key} [{meta.get('lang')}] {files.get('txt', b'').decode('utf-8')!r}")
+        lines.append(
+            f"    {len(frames)} frames {'/'.join(sorted(sizes))}, "
+            f"t={[round(t, 2) for t in meta.get('frame_times') or []]}, source={meta.get('video')}"
+        )
+    return lines

@@ -1,0 +1,58 @@
+"""Caption normalisation: the text a model should see, free of markup and web-video boilerplate."""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+from functools import lru_cache
+
+_SCRIPT_BLOCK = re.compile(r"<(script|style)\b[^>]*>.*?(</\1\s*>|$)", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]{0,500}>")
+_URL = re.compile(r"(?:https?://|ftp://|www\.)\S+", re.IGNORECASE)
+_EMOJI = re.compile(
+    "[\U0001f000-\U0001faff\U0001f1e6-\U0001f1ff\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d\u20e3]"
+)
+# Stock-footage boilerplate seen in web alt-text (WebVid and similar): vendor tags, resolution and
+# frame-rate tags, and clip ids.  Matched case-insensitively as whole words.
+BOILERPLATE = (
+    r"\bstock (?:footage|video|clip|photo)s?\b",
+    r"\broyalty[- ]free\b",
+    r"\b(?:shutterstock|pond5|istock|getty ?images|storyblocks|videoblocks|adobe stock)\b",
+    r"\b(?:4k|8k|uhd|ultra hd|full hd|fullhd|hd|hdr|1080p|720p|2160p|4320p)\b",
+    r"\b\d{2,3} ?fps\b",
+    r"\b(?:clip|video|footage|id|item)\s*(?:id|no\.?|number)?\s*[:#]?\s*\d{5,}\b",
+    r"\b\d{6,}\b",
+    r"(?:4K|高清|超清|蓝光)?(?:视频)?素材",
+)
+_SPACE = re.compile(r"\s+")
+_EDGE = " \t-–—|,;:/\\·•"
+
+
+def _is_control(ch: str) -> bool:
+    # Cc (controls), Cf (format: RTL/LTR marks, zero-width), Co/Cn (private, unassigned)
+    return unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cn") and ch not in "\t\n\r"
+
+
+@lru_cache(maxsize=32)
+def _boilerplate_re(extra: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in BOILERPLATE + extra), re.IGNORECASE)
+
+
+def normalize_caption(text: str | None, extra_boilerplate: tuple[str, ...] = ()) -> str:
+    """NFKC, markup, URLs, emoji, control characters and stock boilerplate removed; spaces collapsed."""
+    if not text:
+        return ""
+    text = _SCRIPT_BLOCK.sub(" ", text)
+    text = html.unescape(_TAG.sub(" ", text))
+    text = _TAG.sub(" ", text)  # tags that were entity-escaped in the source
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(" " if _is_control(ch) else ch for ch in text)
+    text = _URL.sub(" ", text)
+    text = _EMOJI.sub(" ", text)
+    text = _boilerplate_re(tuple(extra_boilerplate)).sub(" ", text)
+    text = _SPACE.sub(" ", text)
+    # boilerplate removal leaves separators such as " - " behind; trim them and empty brackets
+    text = re.sub(r"\(\s*\)|\[\s*\]|（\s*）", " ", text)
+    text = re.sub(r"\s+([,.;:!?])", r"\1", text)
+    return _SPACE.sub(" ", text).strip(_EDGE).strip()
