@@ -69,7 +69,7 @@ class IngestConfig(Strict):
 class LangIdConfig(Strict):
     languages: list[str] = Field(["en", "zh"], min_length=1, description="languages kept")
     min_confidence: dict[str, float] = Field(
-        {"en": 0.5, "zh": 0.5}, description="per-language minimum lang_score"
+        {"en": 0.3, "zh": 0.5}, description="per-language minimum lang_score"
     )
     zh_script_ratio: float = Field(
         0.5,

@@ -180,8 +180,10 @@ def run_pipeline(
             provenance = stage.provenance()
             stats = stage_stats(name, sdir, row_count(inputs), stage.score_columns)
             if name == "shard":
+                t0 = time.perf_counter()
                 all_provenance = {**info["stages"], name: provenance}
                 stats["shards"] = _finalize_shards(rd, stage, sdir, all_provenance)
+                timing["seconds"] += time.perf_counter() - t0
             if stats["kept"] + stats["rejected"] != stats["rows_in"]:
                 raise RuntimeError(f"{name}: kept + rejected != rows in ({stats})")
             stats.update(timing, runner=run.name)

@@ -84,6 +84,7 @@ class RayRunner:
             else:
                 ray.init(num_cpus=self.config.num_cpus, include_dashboard=False, **kwargs)
             self._started = True
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the executor shows one progress bar per stage
         ctx.print_on_execution_start = False

@@ -23,7 +23,7 @@ BOILERPLATE = (
     r"\b\d{2,3} ?fps\b",
     r"\b(?:clip|video|footage|id|item)\s*(?:id|no\.?|number)?\s*[:#]?\s*\d{5,}\b",
     r"\b\d{6,}\b",
-    r"(?:4K|高清|超清|蓝光)?(?:视频)?素材",
+    r"(?:4K|8K|高清|超清|蓝光)*(?:视频)?素材",
 )
 _SPACE = re.compile(r"\s+")
 _EDGE = " \t-–—|,;:/\\·•"

@@ -1,0 +1,38 @@
+import pytest
+
+from vtcurate.text.normalize import normalize_caption
+from vtcurate.text.script import caption_length, script_stats
+
+
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("  a  dog\truns \n", "a dog runs"),
+        ("Ｆｕｌｌｗｉｄｔｈ text", "Fullwidth text"),  # NFKC
+        ("a dog https://example.com/x?y=1 runs www.foo.org", "a dog runs"),
+        ("<b>a dog</b> &amp; a cat", "a dog & a cat"),
+        ("<script>alert(1)</script>a dog runs", "a dog runs"),
+        ("a dog runs 🐶🔥", "a dog runs"),
+        ("a\u200fdog\u200e runs\x00", "a dog runs"),
+        ("Aerial view of city stock footage 4K HD 1080p - 123456789", "Aerial view of city"),
+        ("Royalty-free Shutterstock clip id 98765432: sunset", "sunset"),
+        ("城市夜景 4K高清视频素材", "城市夜景"),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_normalize(raw, clean):
+    assert normalize_caption(raw) == clean
+
+
+def test_extra_boilerplate_patterns():
+    assert normalize_caption("sunset over sea editorial use only", ("editorial use only",)) == "sunset over sea"
+
+
+def test_script_stats_and_lengths():
+    mixed = script_stats("这个视频展示了 how to cook pasta 的步骤")
+    assert (mixed.han, mixed.words) == (10, 4) and mixed.han_ratio > 0.5
+    assert script_stats("a trip to Beijing 北京").han_ratio < 0.5
+    assert script_stats("赤い丸").kana == 1
+    assert caption_length("a dog's toy, re-used twice.", "en") == 5
+    assert caption_length("一只狗，在跑。", "zh") == 5
