@@ -6,22 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from helpers import CONFIGS, SHARED_DATA
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def shared_data() -> Path:
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real test data not found at {SHARED_DATA} (../shared/data beside the project)")
     return SHARED_DATA
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    return shared_data()
 
 
 @pytest.fixture(scope="session")

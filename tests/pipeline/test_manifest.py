@@ -1,0 +1,82 @@
+import csv
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from vtcurate.pipeline.manifest import ManifestError, derived_id, read_manifest
+
+
+def _write(tmp_path, fmt, rows):
+    path = tmp_path / f"m.{fmt}"
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif fmt == "csv":
+        with open(path, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=sorted({k for r in rows for k in r}))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_formats_and_columns(tmp_path, fmt):
+    rows = [
+        {"video": "a.mp4", "caption": "a dog", "id": "x1", "start": "1.5", "end": "3"},
+        {"video": "/abs/b.mp4", "caption": "a cat", "id": "", "start": "", "end": ""},
+        {"video": "c.mp4", "caption": "a cow", "id": "x1", "start": "", "end": ""},
+    ]
+    if fmt == "parquet":
+        rows = [{**r, "start": float(r["start"]) if r["start"] else None,
+                 "end": float(r["end"]) if r["end"] else None} for r in rows]
+    out = list(read_manifest(str(_write(tmp_path, fmt, rows))))
+    assert [r["row"] for r in out] == [1, 2, 3]
+    assert out[0]["video"] == str(tmp_path / "a.mp4")  # relative to the manifest
+    assert out[1]["video"] == "/abs/b.mp4"
+    assert (out[0]["start"], out[0]["end"]) == (1.5, 3.0)
+    assert out[0]["clip_id"] == "x1"
+    assert out[1]["clip_id"] == derived_id("/abs/b.mp4", None, None)
+    assert out[2]["manifest_error"] == "duplicate_id" and "row 1" in out[2]["manifest_detail"]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_missing_required_column_fails_before_work(tmp_path, fmt):
+    path = _write(tmp_path, fmt, [{"video": "a.mp4", "text": "no caption column"}])
+    with pytest.raises(ManifestError, match=r"missing required column\(s\) \['caption'\]"):
+        list(read_manifest(str(path)))
+
+
+def test_bad_rows_are_kept_with_a_reason(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(
+        '{"video": "a.mp4", "caption": "ok"}\n'
+        "{not json\n"
+        "[1, 2]\n"
+        '{"video": "", "caption": "no video"}\n'
+        '{"video": "b.mp4", "caption": "x", "start": "soon"}\n'
+    )
+    out = list(read_manifest(str(path)))
+    assert [r["manifest_error"] for r in out] == [
+        None, "bad_manifest_row", "bad_manifest_row", "bad_manifest_row", "bad_span"
+    ]
+    assert len({r["clip_id"] for r in out}) == 5
+
+
+def test_missing_manifest(tmp_path):
+    with pytest.raises(ManifestError, match="not found"):
+        list(read_manifest(str(tmp_path / "nope.jsonl")))
+    (tmp_path / "m.txt").write_text("x")
+    with pytest.raises(ManifestError, match="unknown manifest format"):
+        list(read_manifest(str(tmp_path / "m.txt")))
+
+
+def test_fsspec_url(tmp_path):
+    import fsspec
+
+    with fsspec.open("memory://bucket/m.jsonl", "w") as fh:
+        fh.write(json.dumps({"video": "v/a.mp4", "caption": "a dog"}) + "\n")
+    (row,) = read_manifest("memory://bucket/m.jsonl")
+    assert row["video"] == "memory://bucket/v/a.mp4"

@@ -1,0 +1,84 @@
+"""Key-frames of every real video, checked against frames read sequentially."""
+
+import numpy as np
+import pytest
+
+from helpers import SHARED_DATA, needs_shared_data, real_videos
+from vtcurate.video.frames import backends_for, read_keyframes, segment_targets
+from vtcurate.video.probe import probe
+
+
+pytestmark = needs_shared_data
+
+
+def _sequential(path):
+    """Every frame with its presentation time, by linear decoding (the ground truth)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        t0, tb = stream.start_time or 0, float(stream.time_base)
+        frames = [
+            ((f.pts - t0) * tb, f.to_ndarray(format="rgb24"))
+            for f in container.decode(stream)
+            if f.pts is not None
+        ]
+    frames.sort(key=lambda x: x[0])
+    return np.array([t for t, _ in frames]), [img for _, img in frames]
+
+
+@pytest.fixture(scope="module", params=real_videos(), ids=lambda p: p.name)
+def video(request):
+    path = request.param
+    info = probe(str(path), ["decord", "pyav"])
+    return path, info, *_sequential(path)
+
+
+@pytest.mark.parametrize("mode", ["exact", "iframe"])
+def test_eight_distinct_correct_frames(video, mode):
+    path, info, times, images = video
+    backends = backends_for(info.container, ["decord", "pyav"])
+    frames = read_keyframes(str(path), 0.0, info.duration, 8, mode, backends)
+    assert len(frames.images) == 8
+    assert len(set(frames.times)) == 8, f"repeated frames: {frames.times}"
+    assert frames.times == sorted(frames.times)
+    step = info.duration / 8
+    for i, (img, t) in enumerate(zip(frames.images, frames.times)):
+        j = int(np.argmin(np.abs(times - t)))
+        assert abs(times[j] - t) < 1e-3, f"frame time {t} is not a frame of the video"
+        diff = np.abs(img.astype(np.int16) - images[j].astype(np.int16)).mean()
+        assert diff < 1.0, f"frame {i} differs from the sequential frame at {t:.3f}s (mean |diff| {diff:.2f})"
+        assert i * step - 1e-6 <= t < (i + 1) * step, f"frame {i} at {t:.3f}s is outside its segment"
+    if mode == "exact":
+        # the frame displayed at the middle of each segment
+        for target, t in zip(segment_targets(0.0, info.duration, 8), frames.times):
+            expected = times[np.searchsorted(times, target + 1e-6, side="right") - 1]
+            frame_gap = 1.0 / info.fps
+            assert abs(t - expected) <= frame_gap + 1e-6
+
+
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_backends_agree_on_mp4(backend):
+    path = SHARED_DATA / "videos" / "mmaction2__test.mp4"
+    times, images = _sequential(path)
+    frames = read_keyframes(str(path), 2.0, 8.0, 8, "exact", [backend])
+    assert frames.backend == backend
+    for target, t, img in zip(segment_targets(2.0, 8.0, 8), frames.times, frames.images):
+        j = int(np.searchsorted(times, target + 1e-6, side="right") - 1)
+        assert abs(times[j] - t) < 1e-3
+        assert np.abs(img.astype(np.int16) - images[j].astype(np.int16)).mean() < 1.0
+
+
+def test_iframe_mode_lands_on_intra_frames():
+    import av
+
+    path = SHARED_DATA / "videos" / "pyscenedetect__testvideo.mp4"
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        key_times = {round(float((p.pts - (s.start_time or 0)) * s.time_base), 3) for p in c.demux(s) if p.is_keyframe and p.pts is not None}
+    info = probe(str(path), ["pyav"])
+    frames = read_keyframes(str(path), 0.0, info.duration, 8, "iframe", ["pyav"])
+    on_intra = sum(round(t, 3) in key_times for t in frames.times)
+    step = info.duration / 8
+    segments_with_intra = sum(any(i * step <= k < (i + 1) * step for k in key_times) for i in range(8))
+    assert on_intra == segments_with_intra
