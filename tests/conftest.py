@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from helpers import CONFIGS, SHARED_DATA
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -16,9 +16,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-    stats = run_pipeline(
-        config, args.input, args.run_dir, args.runner, stages, args.ray_address, args.fresh
-    )
+    stats = run_pipeline(config, args.input, args.run_dir, args.runner, stages, args.ray_address, args.fresh)
     print(format_funnel(stats))
     shards = Path(args.run_dir) / "shards" / "index.json"
     if shards.exists():
@@ -84,8 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--input", required=True, help="manifest: .jsonl, .csv or .parquet (path or URL)")
     run.add_argument("--run-dir", required=True, help="run directory; rerunning resumes it")
     run.add_argument("--runner", choices=["local", "ray"], help="override the config's runner")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config key, e.g. --set langid.min_confidence.en=0.6")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set langid.min_confidence.en=0.6",
+    )
     run.add_argument("--stages", help="comma-separated subset of the config's stages, in flow order")
     run.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS or embedded)")
     run.add_argument("--fresh", action="store_true", help="discard what the run directory holds")

@@ -135,9 +135,7 @@ class PipelineConfig(Strict):
         missing = [s for s in self.stages if s not in IMPLEMENTED]
         if missing:
             raise ValueError(f"stage(s) {missing} are not implemented yet")
-        if self.stages != sorted(self.stages, key=FLOW.index) or len(set(self.stages)) != len(
-            self.stages
-        ):
+        if self.stages != sorted(self.stages, key=FLOW.index) or len(set(self.stages)) != len(self.stages):
             raise ValueError(f"stages must be unique and in flow order {list(FLOW)}")
         return self
 

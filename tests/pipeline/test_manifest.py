@@ -30,8 +30,14 @@ def test_formats_and_columns(tmp_path, fmt):
         {"video": "c.mp4", "caption": "a cow", "id": "x1", "start": "", "end": ""},
     ]
     if fmt == "parquet":
-        rows = [{**r, "start": float(r["start"]) if r["start"] else None,
-                 "end": float(r["end"]) if r["end"] else None} for r in rows]
+        rows = [
+            {
+                **r,
+                "start": float(r["start"]) if r["start"] else None,
+                "end": float(r["end"]) if r["end"] else None,
+            }
+            for r in rows
+        ]
     out = list(read_manifest(str(_write(tmp_path, fmt, rows))))
     assert [r["row"] for r in out] == [1, 2, 3]
     assert out[0]["video"] == str(tmp_path / "a.mp4")  # relative to the manifest
@@ -60,7 +66,11 @@ def test_bad_rows_are_kept_with_a_reason(tmp_path):
     )
     out = list(read_manifest(str(path)))
     assert [r["manifest_error"] for r in out] == [
-        None, "bad_manifest_row", "bad_manifest_row", "bad_manifest_row", "bad_span"
+        None,
+        "bad_manifest_row",
+        "bad_manifest_row",
+        "bad_manifest_row",
+        "bad_span",
     ]
     assert len({r["clip_id"] for r in out}) == 5
 

@@ -28,18 +28,20 @@ def _run(stage, captions):
 
 @pytest.mark.parametrize("name", HUMAN_FILES)
 def test_accuracy_on_human_captions(stage, data_dir, name):
-    rows = [json.loads(line) for line in open(data_dir / "captions" / name, encoding="utf-8")]
+    rows = [json.loads(line) for line in (data_dir / "captions" / name).read_text("utf-8").splitlines()]
     out = _run(stage, [r["caption"] for r in rows])
     correct = sum(o["lang"] == r["lang"] for o, r in zip(out, rows))
     kept_correct = sum(o["lang"] == r["lang"] and o["drop_reason"] is None for o, r in zip(out, rows))
-    print(f"{name}: accuracy {correct / len(rows):.4f}, kept with the right language {kept_correct / len(rows):.4f}")
+    print(
+        f"{name}: accuracy {correct / len(rows):.4f}, kept with the right language {kept_correct / len(rows):.4f}"
+    )
     assert correct / len(rows) >= 0.98
     assert kept_correct / len(rows) >= 0.95
 
 
 def test_noisy_captions_keep_their_language(stage, data_dir):
     for name in ("noisy_en_webvid_sample.jsonl", "noisy_zh_subtitles_srt.jsonl"):
-        rows = [json.loads(line) for line in open(data_dir / "captions" / name, encoding="utf-8")]
+        rows = [json.loads(line) for line in (data_dir / "captions" / name).read_text("utf-8").splitlines()]
         out = _run(stage, [r["caption"] for r in rows])
         assert sum(o["lang"] == r["lang"] for o, r in zip(out, rows)) / len(rows) >= 0.9
 

@@ -26,7 +26,9 @@ def test_normalize(raw, clean):
 
 
 def test_extra_boilerplate_patterns():
-    assert normalize_caption("sunset over sea editorial use only", ("editorial use only",)) == "sunset over sea"
+    assert (
+        normalize_caption("sunset over sea editorial use only", ("editorial use only",)) == "sunset over sea"
+    )
 
 
 def test_script_stats_and_lengths():

@@ -7,7 +7,6 @@ from helpers import SHARED_DATA, needs_shared_data, real_videos
 from vtcurate.video.frames import backends_for, read_keyframes, segment_targets
 from vtcurate.video.probe import probe
 
-
 pytestmark = needs_shared_data
 
 
@@ -75,7 +74,11 @@ def test_iframe_mode_lands_on_intra_frames():
     path = SHARED_DATA / "videos" / "pyscenedetect__testvideo.mp4"
     with av.open(str(path)) as c:
         s = c.streams.video[0]
-        key_times = {round(float((p.pts - (s.start_time or 0)) * s.time_base), 3) for p in c.demux(s) if p.is_keyframe and p.pts is not None}
+        key_times = {
+            round(float((p.pts - (s.start_time or 0)) * s.time_base), 3)
+            for p in c.demux(s)
+            if p.is_keyframe and p.pts is not None
+        }
     info = probe(str(path), ["pyav"])
     frames = read_keyframes(str(path), 0.0, info.duration, 8, "iframe", ["pyav"])
     on_intra = sum(round(t, 3) in key_times for t in frames.times)

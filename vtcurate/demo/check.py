@@ -1,6 +1,6 @@
 """Check a demo run against the corpus's answer key; exit non-zero if a decision is wrong.
 
-    python -m vtcurate.demo.check DEMO_DIR RUN_DIR
+python -m vtcurate.demo.check DEMO_DIR RUN_DIR
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def _decisions(rd: RunDir) -> tuple[dict[int, tuple[str, str]], set[int], list[s
 
 def check(demo_dir: str | Path, run_dir: str | Path) -> tuple[list[str], list[str]]:
     """(report lines, failures)."""
-    key = [json.loads(line) for line in open(Path(demo_dir) / "answer_key.jsonl", encoding="utf-8")]
+    key_file = Path(demo_dir) / "answer_key.jsonl"
+    key = [json.loads(line) for line in key_file.read_text("utf-8").splitlines()]
     rd = RunDir(run_dir)
     rejected, kept, stages = _decisions(rd)
     lines, failures = [], []

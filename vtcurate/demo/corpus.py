@@ -53,7 +53,13 @@ def _draw(img: np.ndarray, spec: ClipSpec, cx: float, cy: float, radius: int) ->
     if spec.shape == "circle":
         cv2.circle(img, centre, radius, colour, -1, cv2.LINE_AA)
     elif spec.shape == "square":
-        cv2.rectangle(img, (centre[0] - radius, centre[1] - radius), (centre[0] + radius, centre[1] + radius), colour, -1)
+        cv2.rectangle(
+            img,
+            (centre[0] - radius, centre[1] - radius),
+            (centre[0] + radius, centre[1] + radius),
+            colour,
+            -1,
+        )
     else:
         pts = np.array([[cx, cy - radius], [cx - radius, cy + radius], [cx + radius, cy + radius]], np.int32)
         cv2.fillPoly(img, [pts], colour, cv2.LINE_AA)
@@ -105,7 +111,15 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
     def add(row: dict, planted: str | None = None, stage: str | None = None, reason: str | None = None):
         rows.append(row)
         if planted:
-            key.append({"row": len(rows), "id": row["id"], "planted": planted, "expect_stage": stage, "expect_reason": reason})
+            key.append(
+                {
+                    "row": len(rows),
+                    "id": row["id"],
+                    "planted": planted,
+                    "expect_stage": stage,
+                    "expect_reason": reason,
+                }
+            )
 
     specs = []
     for i in range(clips):
@@ -126,39 +140,101 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
         ("japanese", "赤い丸が左から右へゆっくり移動しています"),
         ("russian", "красный круг медленно движется слева направо"),
     ):
-        add({"id": f"planted-{lang_name}", "video": planted_clip(f"planted-{lang_name}", s), "caption": text},
-            f"{lang_name} caption", "langid", "lang_not_allowed")
-    add({"id": "planted-empty-caption", "video": planted_clip("planted-empty", s), "caption": "   "},
-        "empty caption", "ingest", "empty_caption")
-    add({"id": "planted-stock-noise", "video": planted_clip("planted-stock", s),
-         "caption": "Red circle moves from left to right stock footage 4K HD clip 123456789 https://stock.example.com/v/1"},
-        "stock-footage noise (normalised, kept)")
-    add({"id": "planted-traditional", "video": planted_clip("planted-trad", combos[1]),
-         "caption": "一個紅色的圓從右向左移動"}, "Traditional Chinese (converted, kept)")
-    add({"id": "planted-code-switch", "video": planted_clip("planted-cs", combos[2]),
-         "caption": "一个红色的圆从上到下移动 (Red Circle Demo)"}, "code-switched Chinese (kept as zh)")
-    add({"id": "planted-html", "video": planted_clip("planted-html", combos[4]),
-         "caption": "<script>alert('x')</script><b>a red square</b> moves from left to right"},
-        "HTML and <script> in caption (stripped, kept)")
+        add(
+            {"id": f"planted-{lang_name}", "video": planted_clip(f"planted-{lang_name}", s), "caption": text},
+            f"{lang_name} caption",
+            "langid",
+            "lang_not_allowed",
+        )
+    add(
+        {"id": "planted-empty-caption", "video": planted_clip("planted-empty", s), "caption": "   "},
+        "empty caption",
+        "ingest",
+        "empty_caption",
+    )
+    add(
+        {
+            "id": "planted-stock-noise",
+            "video": planted_clip("planted-stock", s),
+            "caption": "Red circle moves from left to right stock footage 4K HD clip 123456789 https://stock.example.com/v/1",
+        },
+        "stock-footage noise (normalised, kept)",
+    )
+    add(
+        {
+            "id": "planted-traditional",
+            "video": planted_clip("planted-trad", combos[1]),
+            "caption": "一個紅色的圓從右向左移動",
+        },
+        "Traditional Chinese (converted, kept)",
+    )
+    add(
+        {
+            "id": "planted-code-switch",
+            "video": planted_clip("planted-cs", combos[2]),
+            "caption": "一个红色的圆从上到下移动 (Red Circle Demo)",
+        },
+        "code-switched Chinese (kept as zh)",
+    )
+    add(
+        {
+            "id": "planted-html",
+            "video": planted_clip("planted-html", combos[4]),
+            "caption": "<script>alert('x')</script><b>a red square</b> moves from left to right",
+        },
+        "HTML and <script> in caption (stripped, kept)",
+    )
     # mismatched: the caption describes another clip; only a similarity filter can see it
     for i, (a, b) in enumerate(((combos[0], combos[5]), (combos[10], combos[20]))):
-        add({"id": f"planted-mismatch-{i}", "video": planted_clip(f"planted-mismatch-{i}", a),
-             "caption": b.caption("en")}, "mismatched caption", "clip_filter", "low_clip_score")
+        add(
+            {
+                "id": f"planted-mismatch-{i}",
+                "video": planted_clip(f"planted-mismatch-{i}", a),
+                "caption": b.caption("en"),
+            },
+            "mismatched caption",
+            "clip_filter",
+            "low_clip_score",
+        )
     trunc = out / "videos" / "planted-truncated.mp4"
     write_h264(trunc, render(s, rng))
     data = trunc.read_bytes()
     trunc.write_bytes(data[: len(data) * 2 // 5])
-    add({"id": "planted-truncated", "video": "videos/planted-truncated.mp4", "caption": s.caption("en")},
-        "truncated video", "ingest", "unreadable_video")
-    add({"id": "planted-missing", "video": "videos/does-not-exist.mp4", "caption": s.caption("en")},
-        "missing file", "ingest", "missing_file")
+    add(
+        {"id": "planted-truncated", "video": "videos/planted-truncated.mp4", "caption": s.caption("en")},
+        "truncated video",
+        "ingest",
+        "unreadable_video",
+    )
+    add(
+        {"id": "planted-missing", "video": "videos/does-not-exist.mp4", "caption": s.caption("en")},
+        "missing file",
+        "ingest",
+        "missing_file",
+    )
     (out / "videos" / "planted-not-video.mp4").write_text("this is not a video\n" * 50)
-    add({"id": "planted-not-video", "video": "videos/planted-not-video.mp4", "caption": s.caption("en")},
-        "non-video file named .mp4", "ingest", "unreadable_video")
-    add({"id": "planted-too-short", "video": planted_clip("planted-short", s, seconds=0.3),
-         "caption": s.caption("en")}, "too-short clip (0.3 s)", "ingest", "too_short")
-    add({"id": "clip0000", "video": "videos/clip0001.mp4", "caption": specs[1].caption("zh")},
-        "duplicate id", "ingest", "duplicate_id")
+    add(
+        {"id": "planted-not-video", "video": "videos/planted-not-video.mp4", "caption": s.caption("en")},
+        "non-video file named .mp4",
+        "ingest",
+        "unreadable_video",
+    )
+    add(
+        {
+            "id": "planted-too-short",
+            "video": planted_clip("planted-short", s, seconds=0.3),
+            "caption": s.caption("en"),
+        },
+        "too-short clip (0.3 s)",
+        "ingest",
+        "too_short",
+    )
+    add(
+        {"id": "clip0000", "video": "videos/clip0001.mp4", "caption": specs[1].caption("zh")},
+        "duplicate id",
+        "ingest",
+        "duplicate_id",
+    )
 
     with open(out / "manifest.jsonl", "w", encoding="utf-8") as fh:
         for row in rows:

@@ -8,7 +8,7 @@ import logging
 import platform
 import shutil
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -72,7 +72,7 @@ def prepare_run_dir(rd: RunDir, config: PipelineConfig, manifest: str, fresh: bo
         )
     info = previous or {
         "name": config.name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "fingerprint": fp,
         "input": manifest,
         "stages": {},
@@ -192,8 +192,10 @@ def run_pipeline(
             info["stages"][name] = provenance
             write_json(info, rd.run_json)
             touch(sdir.path / SUCCESS)
-            log.info("%s: %d in, %d kept, %d rejected", name, stats["rows_in"], stats["kept"], stats["rejected"])
+            log.info(
+                "%s: %d in, %d kept, %d rejected", name, stats["rows_in"], stats["kept"], stats["rejected"]
+            )
             results.append(stats)
-    info["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json(info, rd.run_json)
     return results

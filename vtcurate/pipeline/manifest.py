@@ -47,7 +47,7 @@ class ManifestError(UserError, ValueError):
 def _format(path: str) -> str:
     name = path.lower().split("?")[0]
     for suffix, fmt in ((".jsonl", "jsonl"), (".json", "jsonl"), (".csv", "csv"), (".parquet", "parquet")):
-        if name.endswith(suffix) or name.endswith(suffix + ".gz"):
+        if name.endswith((suffix, suffix + ".gz")):
             return fmt
     raise ManifestError(f"{path}: unknown manifest format (expected .jsonl, .csv or .parquet)")
 

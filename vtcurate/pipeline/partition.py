@@ -63,7 +63,8 @@ def _call_rows(stage: Stage, batch: pa.Table) -> pa.Table:
 def apply_stage(stage: Stage, table: pa.Table) -> pa.Table:
     size = max(1, stage.resources.batch_size)
     outs = []
-    for offset in range(0, table.num_rows, size):
+    # an empty partition still goes through the stage once, so its outputs have the stage's schema
+    for offset in range(0, max(table.num_rows, 1), size):
         batch = table.slice(offset, size)
         try:
             out = stage(batch)

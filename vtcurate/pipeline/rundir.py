@@ -1,8 +1,8 @@
 """The run directory: where each stage's partitions, stats and completion markers live.
 
-    runs/<name>/run.json
-    runs/<name>/stages/<NN>_<stage>/{kept,rejected}/part-NNNNN.parquet, stats.json, _SUCCESS
-    runs/<name>/shards/<split>/<split>-<lang>-NNNNNN.tar, shards/index.json
+runs/<name>/run.json
+runs/<name>/stages/<NN>_<stage>/{kept,rejected}/part-NNNNN.parquet, stats.json, _SUCCESS
+runs/<name>/shards/<split>/<split>-<lang>-NNNNNN.tar, shards/index.json
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
 """Read the emitted WebDataset shards back: (frames T x C x H x W, caption, metadata).
 
-    loader = make_loader("runs/demo/shards", split="train", batch_size=8, num_workers=2)
-    for frames, captions, metas in loader: ...   # frames: uint8 tensor B x T x C x H x W
+loader = make_loader("runs/demo/shards", split="train", batch_size=8, num_workers=2)
+for frames, captions, metas in loader: ...   # frames: uint8 tensor B x T x C x H x W
 """
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import tarfile

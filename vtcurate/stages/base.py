@@ -56,9 +56,7 @@ class Stage:
         raise NotImplementedError
 
 
-def with_decisions(
-    table: pa.Table, reasons: list[str | None], details: list[str | None]
-) -> pa.Table:
+def with_decisions(table: pa.Table, reasons: list[str | None], details: list[str | None]) -> pa.Table:
     """Set drop_reason/drop_detail on a table, replacing any previous stage's values."""
     for col in (DROP_REASON, DROP_DETAIL):
         if col in table.column_names:

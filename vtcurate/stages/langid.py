@@ -73,8 +73,11 @@ class LangIdStage(Stage):
             "lang_fasttext_score": guess.score,
             "han_ratio": stats.han_ratio,
         }
-        if stats.kana == 0 and stats.hangul == 0 and stats.han and (
-            stats.han_ratio >= self.config.zh_script_ratio
+        if (
+            stats.kana == 0
+            and stats.hangul == 0
+            and stats.han
+            and (stats.han_ratio >= self.config.zh_script_ratio)
         ):
             row.update(
                 lang="zh",

@@ -56,9 +56,7 @@ class ShardStage(Stage):
     def __call__(self, batch: pa.Table) -> pa.Table:
         cfg = self.config
         ids = batch.column("clip_id").to_pylist()
-        frames = (
-            batch.column("frames").to_pylist() if "frames" in batch.column_names else [None] * len(ids)
-        )
+        frames = batch.column("frames").to_pylist() if "frames" in batch.column_names else [None] * len(ids)
         reasons, details = [], []
         for f in frames:
             bad = not f or any(not b for b in f)

@@ -49,9 +49,7 @@ def _snap_to_intra(
     return out
 
 
-def read_decord(
-    src: str | IO[bytes], start: float, end: float, n: int, mode: str, threads: int
-) -> Frames:
+def read_decord(src: str | IO[bytes], start: float, end: float, n: int, mode: str, threads: int) -> Frames:
     import decord
 
     if not isinstance(src, str):
@@ -92,16 +90,12 @@ def _pyav_frame_at(container, stream, t: float, t0: int) -> tuple[np.ndarray, fl
 def _pyav_key_times(container, stream, t0: int) -> np.ndarray:
     """Presentation times of intra frames, from packet flags alone (demux, no decoding)."""
     tb = float(stream.time_base)
-    times = [
-        (p.pts - t0) * tb for p in container.demux(stream) if p.is_keyframe and p.pts is not None
-    ]
+    times = [(p.pts - t0) * tb for p in container.demux(stream) if p.is_keyframe and p.pts is not None]
     container.seek(t0, stream=stream, backward=True)
     return np.asarray(sorted(times))
 
 
-def read_pyav(
-    src: str | IO[bytes], start: float, end: float, n: int, mode: str, threads: int
-) -> Frames:
+def read_pyav(src: str | IO[bytes], start: float, end: float, n: int, mode: str, threads: int) -> Frames:
     import av
 
     if not isinstance(src, str):

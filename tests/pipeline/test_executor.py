@@ -1,0 +1,132 @@
+"""End to end on the demo corpus with the local runner: conservation, decisions, shards, resume."""
+
+import hashlib
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from vtcurate.config import FLOW
+from vtcurate.demo.check import check
+from vtcurate.pipeline.executor import RunDirConflict, run_pipeline
+from vtcurate.pipeline.rundir import RunDir
+from vtcurate.pipeline.stats import load_stats
+
+STAGES = ["ingest", "langid", "keyframes", "shard"]
+
+
+def _ids(paths):
+    return [i for p in paths for i in pq.read_table(p, columns=["clip_id"]).column("clip_id").to_pylist()]
+
+
+def test_conservation_at_every_stage(local_run, demo_corpus):
+    rd = RunDir(local_run)
+    manifest_rows = len((demo_corpus / "manifest.jsonl").read_text().splitlines())
+    previous_kept = None
+    for s in load_stats(local_run):
+        sdir = rd.stage(s["stage"])
+        kept, rejected = _ids(sdir.kept_parts()), _ids(sdir.rejected_parts())
+        assert s["rows_in"] == s["kept"] + s["rejected"]
+        assert (len(kept), len(rejected)) == (s["kept"], s["rejected"])
+        assert sum(s["rejected_by_reason"].values()) == s["rejected"]
+        if previous_kept is None:
+            assert s["rows_in"] == manifest_rows
+            assert len(_ids(sorted(rd.ingest_input().glob("part-*.parquet")))) == manifest_rows
+        else:
+            # the clip ids in = kept + rejected, each exactly once
+            assert sorted(kept + rejected) == sorted(previous_kept)
+        previous_kept = kept
+    assert [s["stage"] for s in load_stats(local_run)] == STAGES
+
+
+def test_every_rejection_has_a_reason(local_run):
+    rd = RunDir(local_run)
+    for name in STAGES:
+        for path in rd.stage(name).rejected_parts():
+            for row in pq.read_table(path, columns=["drop_reason", "drop_detail"]).to_pylist():
+                assert row["drop_reason"] and row["drop_detail"]
+        for path in rd.stage(name).kept_parts():
+            assert (
+                pq.read_table(path, columns=["drop_reason"]).column("drop_reason").null_count
+                == pq.ParquetFile(path).metadata.num_rows
+            )
+
+
+def test_planted_cases_match_the_answer_key(local_run, demo_corpus):
+    lines, failures = check(demo_corpus, local_run)
+    assert failures == [], "\n".join(lines)
+    assert sum("rejected at" in line for line in lines) == 9
+
+
+def test_shards_and_index(local_run):
+    rd = RunDir(local_run)
+    index = json.loads((rd.shards / "index.json").read_text())
+    kept = load_stats(local_run)[-1]["kept"]
+    assert index["samples"] == kept == sum(s["samples"] for s in index["shards"])
+    assert sum(index["splits"].values()) == kept and set(index["splits"]) == {"train", "val"}
+    for shard in index["shards"]:
+        path = rd.shards / shard["path"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == shard["sha256"]
+        assert path.stat().st_size == shard["bytes"]
+        assert shard["path"].startswith(f"{shard['split']}/{shard['split']}-")
+        assert sum(shard["languages"].values()) == shard["samples"]
+
+
+def test_run_json_records_config_versions_and_models(local_run):
+    info = json.loads(RunDir(local_run).run_json.read_text())
+    assert info["config"]["keyframes"]["num_frames"] == 8
+    assert info["versions"]["pyarrow"] and info["versions"]["decord"]
+    assert info["stages"]["langid"]["langid"]["sha256"]
+    assert info["runner"]["runner"] == "local" and info["finished"]
+
+
+def test_stats_summaries(local_run):
+    stats = {s["stage"]: s for s in load_stats(local_run)}
+    assert stats["langid"]["scores"]["lang_score"]["kept"]["min"] >= 0.3
+    assert set(stats["langid"]["by_language"]) >= {"en", "zh", "fr", "ja", "ru"}
+    assert stats["keyframes"]["by_language"]["zh"]["kept"] > 0
+    assert stats["shard"]["shards"]["samples"] == stats["shard"]["kept"]
+
+
+def test_rerun_skips_finished_stages(local_run, demo_corpus, demo_config):
+    rd = RunDir(local_run)
+    mtimes = {p: p.stat().st_mtime_ns for p in rd.root.rglob("*.parquet")}
+    stats = run_pipeline(demo_config, str(demo_corpus / "manifest.jsonl"), local_run, runner="local")
+    assert [s["stage"] for s in stats] == STAGES
+    assert {p: p.stat().st_mtime_ns for p in rd.root.rglob("*.parquet")} == mtimes
+
+
+def test_resume_redoes_only_missing_partitions(demo_corpus, demo_config, tmp_path):
+    manifest = str(demo_corpus / "manifest.jsonl")
+    run_pipeline(demo_config, manifest, tmp_path, runner="local")
+    rd = RunDir(tmp_path)
+    before = json.loads((rd.shards / "index.json").read_text())
+    # as if the driver died in keyframes after some partitions, before the stage finished
+    (rd.stage("keyframes").path / "_SUCCESS").unlink()
+    rd.stage("keyframes").kept_parts()[-1].unlink()
+    shutil.rmtree(rd.stage("shard").path)
+    stats = {s["stage"]: s for s in run_pipeline(demo_config, manifest, tmp_path, runner="local")}
+    assert stats["keyframes"]["resumed_partitions"] == stats["keyframes"]["partitions"] - 1
+    after = json.loads((rd.shards / "index.json").read_text())
+    assert [s["sha256"] for s in after["shards"]] == [s["sha256"] for s in before["shards"]]
+
+
+def test_changed_config_does_not_resume(local_run, demo_corpus, demo_config):
+    changed = demo_config.model_copy(update={"partition_rows": 3})
+    with pytest.raises(RunDirConflict, match="partition_rows"):
+        run_pipeline(changed, str(demo_corpus / "manifest.jsonl"), local_run, runner="local")
+
+
+def test_stage_subsets_run_in_flow_order(demo_corpus, demo_config, tmp_path):
+    from vtcurate.errors import UserError
+
+    manifest = str(demo_corpus / "manifest.jsonl")
+    with pytest.raises(UserError, match="needs langid"):
+        run_pipeline(demo_config, manifest, tmp_path, runner="local", stages=["ingest", "keyframes"])
+    stats = run_pipeline(demo_config, manifest, tmp_path, runner="local", stages=["langid", "ingest"])
+    assert [s["stage"] for s in stats] == ["ingest", "langid"]
+    assert not RunDir(tmp_path).stage("keyframes").done
+    stats = run_pipeline(demo_config, manifest, tmp_path, runner="local", stages=["keyframes", "shard"])
+    assert [s["stage"] for s in stats] == ["keyframes", "shard"]
+    assert FLOW.index("shard") == 7 and RunDir(tmp_path).stage("shard").path.name == "07_shard"

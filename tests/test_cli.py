@@ -1,0 +1,98 @@
+import json
+import subprocess
+import sys
+import time
+
+from helpers import CONFIGS
+from vtcurate.cli import main
+
+HEAVY = ("torch", "ray", "pyarrow", "av", "decord", "cv2", "webdataset", "open_clip", "apache_beam")
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = (
+        "import sys, vtcurate.cli as c\n"
+        "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    assert "run" in out.stdout and "demo-data" in out.stdout
+    assert time.perf_counter() - t0 < 10  # generous: the real figure is ~0.1 s
+
+
+def test_stats_json_contract(local_run, capsys):
+    assert main(["stats", str(local_run), "--json"]) == 0
+    funnel = json.loads(capsys.readouterr().out)
+    assert [f["stage"] for f in funnel] == ["ingest", "langid", "keyframes", "shard"]
+    assert all(set(f) == {"stage", "rows_in", "kept", "rejected", "rejected_by_reason"} for f in funnel)
+    assert funnel[0]["rejected_by_reason"]["missing_file"] == 1
+    assert main(["stats", str(local_run)]) == 0
+    table = capsys.readouterr().out
+    assert "lang_not_allowed: 3" in table and "keyframes" in table
+
+
+def test_stages_lists_config_keys(capsys):
+    assert main(["stages"]) == 0
+    out = capsys.readouterr().out
+    assert "keyframes.num_frames = 8" in out and "clip_filter  (planned)" in out
+
+
+def test_inspect(local_run, capsys):
+    tar = next((local_run / "shards" / "train").glob("*.tar"))
+    assert main(["inspect", str(tar), "-n", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "8 frames" in out
+
+
+def test_user_errors_exit_2_with_a_message(tmp_path, capsys, demo_corpus):
+    manifest = str(demo_corpus / "manifest.jsonl")
+    code = main(
+        [
+            "run",
+            str(CONFIGS / "demo.yaml"),
+            "--input",
+            manifest,
+            "--run-dir",
+            str(tmp_path),
+            "--set",
+            "keyframes.nm_frames=4",
+        ]
+    )
+    assert code == 2 and "unknown key 'keyframes.nm_frames'" in capsys.readouterr().err
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"video": "a.mp4"}\n')
+    code = main(
+        [
+            "run",
+            str(CONFIGS / "demo.yaml"),
+            "--input",
+            str(bad),
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--runner",
+            "local",
+        ]
+    )
+    assert code == 2 and "missing required column(s) ['caption']" in capsys.readouterr().err
+    assert not list((tmp_path / "r").glob("stages/*/kept/*"))
+
+
+def test_demo_data_and_run_end_to_end(tmp_path, capsys):
+    assert main(["demo-data", str(tmp_path / "d"), "--clips", "4"]) == 0
+    code = main(
+        [
+            "run",
+            str(CONFIGS / "demo.yaml"),
+            "--input",
+            str(tmp_path / "d" / "manifest.jsonl"),
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--runner",
+            "local",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "samples in" in out and "ingest" in out
