@@ -75,6 +75,9 @@ class RayRunner:
         self._started = False
 
     def __enter__(self) -> RayRunner:
+        # Ray Data reads this when it is first imported; its per-dataset INFO lines drown the
+        # pipeline's own progress
+        os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
         import ray
 
         if not ray.is_initialized():
@@ -84,7 +87,6 @@ class RayRunner:
             else:
                 ray.init(num_cpus=self.config.num_cpus, include_dashboard=False, **kwargs)
             self._started = True
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the executor shows one progress bar per stage
         ctx.print_on_execution_start = False
