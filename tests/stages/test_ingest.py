@@ -1,4 +1,5 @@
 import shutil
+import wave
 
 import pyarrow as pa
 import pytest
@@ -26,6 +27,9 @@ def test_rejections_have_stable_reasons(tmp_path):
     (tmp_path / "text.mp4").write_text("not a video")
     (tmp_path / "empty.mp4").write_bytes(b"")
     (tmp_path / "dir.mp4").mkdir()
+    with wave.open(str(tmp_path / "audio.mp4"), "wb") as w:  # audio only, under a video name
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(8000)
+        w.writeframes(b"\x00\x01" * 8000)
     truncated = tmp_path / "trunc.mp4"
     truncated.write_bytes((SHARED_DATA / "videos" / "mmaction2__test.mp4").read_bytes()[:5000])
     cases = [
@@ -36,6 +40,7 @@ def test_rejections_have_stable_reasons(tmp_path):
         ({"video": str(tmp_path / "empty.mp4")}, "unreadable_video"),
         ({"video": str(tmp_path / "dir.mp4")}, "not_a_file"),
         ({"video": str(truncated)}, "unreadable_video"),
+        ({"video": str(tmp_path / "audio.mp4")}, "no_video_stream"),
         ({"video": still}, "too_short"),
         ({"video": mp4, "start": 4.0, "end": 2.0}, "bad_span"),
         ({"video": mp4, "start": 12.0}, "bad_span"),

@@ -32,9 +32,7 @@ def test_accuracy_on_human_captions(stage, data_dir, name):
     out = _run(stage, [r["caption"] for r in rows])
     correct = sum(o["lang"] == r["lang"] for o, r in zip(out, rows))
     kept_correct = sum(o["lang"] == r["lang"] and o["drop_reason"] is None for o, r in zip(out, rows))
-    print(
-        f"{name}: accuracy {correct / len(rows):.4f}, kept as it {kept_correct / len(rows):.4f}"
-    )
+    print(f"{name}: accuracy {correct / len(rows):.4f}, kept as it {kept_correct / len(rows):.4f}")
     assert correct / len(rows) >= 0.98
     assert kept_correct / len(rows) >= 0.95
 

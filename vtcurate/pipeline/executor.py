@@ -17,6 +17,7 @@ from vtcurate.errors import UserError
 from vtcurate.pipeline import manifest as mf
 from vtcurate.pipeline.atomic import touch, write_json, write_parquet
 from vtcurate.pipeline.partition import PartitionTask
+from vtcurate.pipeline.progress import Progress
 from vtcurate.pipeline.rundir import SUCCESS, RunDir, StageDir, row_count
 from vtcurate.pipeline.runners import make_runner
 from vtcurate.pipeline.stats import stage_stats
@@ -109,12 +110,6 @@ def stage_manifest(rd: RunDir, manifest: str, partition_rows: int) -> int:
     return rows
 
 
-def _progress(total: int, desc: str):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="part", leave=False, disable=None)
-
-
 def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path]) -> dict:
     tasks = []
     for src in inputs:
@@ -123,11 +118,9 @@ def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path]) -> dict:
             tasks.append(PartitionTask(src.stem, str(src), str(kept), str(rejected)))
     resumed = len(inputs) - len(tasks)
     t0 = time.perf_counter()
-    with _progress(len(inputs), stage.name) as bar:
-        bar.update(resumed)
+    with Progress(stage.name, len(inputs), done=resumed) as progress:
         for result in runner.map(stage, tasks):
-            bar.update(1)
-            bar.set_postfix(kept=result.kept, rejected=result.rejected)
+            progress.update(result)
     return {"seconds": time.perf_counter() - t0, "partitions": len(inputs), "resumed_partitions": resumed}
 
 
