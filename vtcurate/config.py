@@ -116,6 +116,17 @@ class ShardConfig(Strict):
     split_salt: str = Field("", description="salt of the clip-id hash that assigns splits")
 
 
+class ReportConfig(Strict):
+    enabled: bool = Field(True, description="write report/index.html at the end of `vtcurate run`")
+    examples_per_reason: int = Field(3, ge=0, le=50, description="examples shown per drop reason")
+    samples: int = Field(6, ge=0, le=100, description="kept samples shown with their key-frames")
+    answer_key: str | None = Field(
+        None,
+        description="answer key (jsonl: row, planted, expect_stage, expect_reason); "
+        "default: answer_key.jsonl beside the manifest, if present",
+    )
+
+
 class PipelineConfig(Strict):
     name: str = "run"
     runner: Literal["local", "ray"] = "ray"
@@ -126,6 +137,7 @@ class PipelineConfig(Strict):
     langid: LangIdConfig = LangIdConfig()
     keyframes: KeyframesConfig = KeyframesConfig()
     shard: ShardConfig = ShardConfig()
+    report: ReportConfig = ReportConfig()
 
     @model_validator(mode="after")
     def _flow(self) -> PipelineConfig:

@@ -23,11 +23,15 @@ def write_parquet(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_json(data: Any, path: Path) -> None:
+def write_text(text: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(path)
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", "utf-8")
+    tmp.write_text(text, "utf-8")
     os.replace(tmp, path)
+
+
+def write_json(data: Any, path: Path) -> None:
+    write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", path)
 
 
 def touch(path: Path) -> None:

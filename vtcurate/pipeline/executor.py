@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import platform
+import resource
 import shutil
 import time
 from datetime import UTC, datetime
@@ -48,7 +49,7 @@ def package_versions() -> dict[str, str | None]:
 
 def fingerprint(config: PipelineConfig, manifest: str) -> str:
     """What a resumed run must share with the first one: input and every decision-making key."""
-    body = config.model_dump(mode="json", exclude={"name", "runner", "ray", "stages"})
+    body = config.model_dump(mode="json", exclude={"name", "runner", "ray", "stages", "report"})
     blob = json.dumps({"input": manifest, "config": body}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -117,11 +118,18 @@ def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path]) -> dict:
         if not kept.exists():  # kept is written last: its presence marks the partition done
             tasks.append(PartitionTask(src.stem, str(src), str(kept), str(rejected)))
     resumed = len(inputs) - len(tasks)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     with Progress(stage.name, len(inputs), done=resumed) as progress:
         for result in runner.map(stage, tasks):
             progress.update(result)
-    return {"seconds": time.perf_counter() - t0, "partitions": len(inputs), "resumed_partitions": resumed}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "driver_cpu_s": time.process_time() - cpu0,
+        # peak of the whole driver process so far (Linux reports KiB)
+        "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "partitions": len(inputs),
+        "resumed_partitions": resumed,
+    }
 
 
 def _finalize_shards(rd: RunDir, stage: Stage, sdir: StageDir, provenance: dict) -> dict:

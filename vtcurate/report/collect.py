@@ -1,0 +1,321 @@
+"""Collect what an auditor needs from a run directory into one JSON-able dict (report.json).
+
+Everything is read from the run's own files: stats.json for counts (so the report cannot disagree
+with `vtcurate stats`), parquet for examples and distributions, run.json for provenance.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from vtcurate.config import FLOW
+from vtcurate.pipeline.rundir import RunDir
+from vtcurate.pipeline.stats import load_stats
+from vtcurate.stages.base import DROP_DETAIL, DROP_REASON
+
+SCHEMA_VERSION = 1
+FUNNEL_KEYS = ("stage", "rows_in", "kept", "rejected", "rejected_by_reason", "by_language")
+THUMB_SIDE = 96
+# columns shown with an example, where the stage wrote them
+EXAMPLE_SCORES = (
+    "duration", "width", "height", "codec", "lang", "lang_score", "lang_rule",
+    "lang_fasttext", "han_ratio", "caption_length", "keyframe_backend",
+)  # fmt: skip
+
+
+def _rows(paths: list[Path], columns: list[str] | None = None, limit: int | None = None) -> list[dict]:
+    out: list[dict] = []
+    for path in paths:
+        names = pq.read_schema(path).names
+        cols = [c for c in columns if c in names] if columns else None
+        out.extend(pq.read_table(path, columns=cols).to_pylist())
+        if limit is not None and len(out) >= limit:
+            return out[:limit]
+    return out
+
+
+def _thumb(jpeg: bytes, side: int = THUMB_SIDE) -> str:
+    import cv2
+    import numpy as np
+
+    from vtcurate.video.frames import encode_jpeg, resize_short_side
+
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    small = encode_jpeg(resize_short_side(img, side), 80)
+    return "data:image/jpeg;base64," + base64.b64encode(small).decode("ascii")
+
+
+def _thumb_from_video(row: dict) -> str | None:
+    """One middle frame for rows rejected before key-frames existed (videos that did open)."""
+    if row.get("duration") is None:
+        return None
+    from vtcurate.video.frames import encode_jpeg, read_keyframes
+
+    try:
+        frames = read_keyframes(row["video"], row.get("span_start") or 0.0,
+                                row.get("span_end") or row["duration"], 1)  # fmt: skip
+    except Exception:  # noqa: BLE001 - a missing thumbnail is not an error of the report
+        return None
+    return _thumb(encode_jpeg(frames.images[0], 90))
+
+
+def _example(row: dict) -> dict:
+    frames = row.get("frames") or []
+    if frames:
+        thumbs = [_thumb(frames[len(frames) // 2])]
+    else:
+        thumb = _thumb_from_video(row)
+        thumbs = [thumb] if thumb else []
+    return {
+        "clip_id": row["clip_id"],
+        "video": row.get("video"),
+        "caption": row.get("caption_raw") if row.get("caption_raw") is not None else row.get("caption"),
+        "caption_normalised": row.get("caption") if row.get("caption_raw") is not None else None,
+        "reason": row.get(DROP_REASON),
+        "detail": row.get(DROP_DETAIL),
+        "scores": {k: row[k] for k in EXAMPLE_SCORES if row.get(k) is not None},
+        "thumbnails": thumbs,
+    }
+
+
+def _rejections(rd: RunDir, stats: list[dict], per_reason: int) -> dict:
+    out = {}
+    for s in stats:
+        sdir = rd.stage(s["stage"])
+        examples: dict[str, list[dict]] = defaultdict(list)
+        for row in _rows(sdir.rejected_parts()):
+            if len(examples[row[DROP_REASON]]) < per_reason:
+                examples[row[DROP_REASON]].append(_example(row))
+        out[s["stage"]] = [
+            {"reason": reason, "count": count, "examples": examples.get(reason, [])}
+            for reason, count in s["rejected_by_reason"].items()
+        ]
+    return out
+
+
+def _values(rd: RunDir, stage: str, columns: list[str]) -> dict[str, dict[str, list]]:
+    """{'kept'|'rejected': {column: values}} of one stage."""
+    sdir = rd.stage(stage)
+    out = {}
+    for side, parts in (("kept", sdir.kept_parts()), ("rejected", sdir.rejected_parts())):
+        rows = _rows(parts, columns)
+        out[side] = {c: [r.get(c) for r in rows] for c in columns}
+    return out
+
+
+def _hist(values: list, edges: list[float]) -> dict:
+    import numpy as np
+
+    arr = np.asarray([v for v in values if v is not None], dtype=float)
+    arr = arr[np.isfinite(arr)]
+    counts, _ = np.histogram(np.clip(arr, edges[0], edges[-1]), bins=edges)
+    return {"n": int(arr.size), "counts": counts.tolist()}
+
+
+def _edges(values: list, bins: int = 24) -> list[float]:
+    finite = [float(v) for v in values if v is not None]
+    hi = max(finite, default=1.0)
+    return [hi * i / bins for i in range(bins + 1)] if hi > 0 else [0.0, 1.0]
+
+
+def _distributions(rd: RunDir, config: dict, finished: set[str]) -> dict:
+    """Histograms (edges + counts, not raw values, so the report stays small at any scale)."""
+    dists: dict[str, Any] = {}
+    if "ingest" in finished:
+        v = _values(rd, "ingest", ["duration"])
+        edges = _edges(v["kept"]["duration"] + v["rejected"]["duration"])
+        dists["duration"] = {
+            "title": "Clip duration (ingest)", "unit": "seconds", "edges": edges,
+            "series": {side: _hist(v[side]["duration"], edges) for side in v},
+            "thresholds": {"min_duration": config["ingest"]["min_duration"],
+                           "max_duration": config["ingest"]["max_duration"]},
+        }  # fmt: skip
+    if "langid" in finished:
+        from vtcurate.text.script import caption_length
+
+        v = _values(rd, "langid", ["lang", "lang_score", "caption_length", "caption_raw"])
+        languages = config["langid"]["languages"]
+        edges = [i / 20 for i in range(21)]
+        series = {}
+        for lang in languages:
+            for side in v:
+                scores = [s for s, lg in zip(v[side]["lang_score"], v[side]["lang"]) if lg == lang]
+                series[f"{lang} {side}"] = _hist(scores, edges)
+        other = [
+            s for side in v for s, lg in zip(v[side]["lang_score"], v[side]["lang"]) if lg not in languages
+        ]
+        series["other languages"] = _hist(other, edges)
+        dists["lang_score"] = {
+            "title": "Language-ID confidence (langid)", "unit": "lang_score", "edges": edges,
+            "series": series, "thresholds": config["langid"]["min_confidence"],
+        }  # fmt: skip
+        kept = v["kept"]
+        for lang in languages:
+            norm = [n for n, lg in zip(kept["caption_length"], kept["lang"]) if lg == lang]
+            raw = [
+                caption_length(raw or "", lang)
+                for raw, lg in zip(kept["caption_raw"], kept["lang"])
+                if lg == lang
+            ]
+            edges_len = _edges(norm + raw)
+            dists[f"caption_length_{lang}"] = {
+                "title": f"Caption length, {lang}: raw vs normalised (kept rows)",
+                "unit": "characters" if lang == "zh" else "words", "edges": edges_len,
+                "series": {"raw": _hist(raw, edges_len), "normalised": _hist(norm, edges_len)},
+                "thresholds": {"min_length": config["langid"]["min_length"][lang],
+                               "max_length": config["langid"]["max_length"][lang]},
+            }  # fmt: skip
+    return dists
+
+
+def _normalisation_samples(rd: RunDir, limit: int) -> list[dict]:
+    if not rd.stage("langid").done:
+        return []
+    rows = _rows(rd.stage("langid").kept_parts(), ["clip_id", "lang", "caption_raw", "caption"])
+    changed = [r for r in rows if (r["caption_raw"] or "").strip() != r["caption"]]
+    return changed[:limit]
+
+
+def _samples(rd: RunDir, stats: list[dict], limit: int) -> list[dict]:
+    with_frames = [s["stage"] for s in stats if s["stage"] in ("keyframes", "shard")]
+    if not with_frames or limit == 0:
+        return []
+    rows = _rows(rd.stage(with_frames[0]).kept_parts(), limit=limit)
+    out = []
+    for row in rows:
+        out.append({
+            "clip_id": row["clip_id"],
+            "lang": row.get("lang"),
+            "caption_raw": row.get("caption_raw"),
+            "caption": row.get("caption"),
+            "caption_rewritten": row.get("caption_rewritten"),
+            "aux_captions": row.get("aux_captions"),
+            "rewrite_status": row.get("rewrite_status"),
+            "frame_times": row.get("frame_times"),
+            "frames": [_thumb(f) for f in row.get("frames") or []],
+        })  # fmt: skip
+    return out
+
+
+def _answer_key(rd: RunDir, path: Path | None, finished: list[str]) -> dict | None:
+    if path is None or not path.is_file():
+        return None
+    cases = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    rejected: dict[int, tuple[str, str]] = {}
+    for name in finished:
+        for row in _rows(rd.stage(name).rejected_parts(), ["row", DROP_REASON, "clip_id"]):
+            rejected[row["row"]] = (name, row[DROP_REASON])
+    planted_rows = {c["row"] for c in cases}
+    out_cases = []
+    for case in cases:
+        got = rejected.get(case["row"])
+        want = (case["expect_stage"], case["expect_reason"]) if case["expect_stage"] else None
+        if want and want[0] not in finished:
+            status = "not_checked" if got is None else "dropped_elsewhere"
+        elif want is None:
+            status = "kept_as_expected" if got is None else "wrongly_dropped"
+        else:
+            status = "caught" if got == want else ("wrong_reason" if got else "missed")
+        out_cases.append({
+            **case, "got_stage": got[0] if got else None, "got_reason": got[1] if got else None,
+            "status": status,
+        })  # fmt: skip
+    clean_dropped = [
+        {"row": row, "stage": stage, "reason": reason}
+        for row, (stage, reason) in sorted(rejected.items())
+        if row not in planted_rows
+    ]
+    counts: dict[str, int] = defaultdict(int)
+    for c in out_cases:
+        counts[c["status"]] += 1
+    return {
+        "file": str(path),
+        "cases": out_cases,
+        "summary": dict(counts),
+        "clean_wrongly_dropped": clean_dropped,
+    }
+
+
+def _random_weight_models(provenance: Any, where: str = "") -> list[str]:
+    """Paths of provenance entries that declare random weights."""
+    found = []
+    if isinstance(provenance, dict):
+        if provenance.get("random_weights") is True:
+            found.append(where or "(run)")
+        for key, value in provenance.items():
+            found += _random_weight_models(value, f"{where}.{key}" if where else key)
+    return found
+
+
+def _shards(rd: RunDir) -> dict | None:
+    index_path = rd.shards / "index.json"
+    if not index_path.exists():
+        return None
+    index = json.loads(index_path.read_text("utf-8"))
+    langs: dict[str, int] = defaultdict(int)
+    for shard in index["shards"]:
+        for lang, n in shard["languages"].items():
+            langs[lang] += n
+    return {
+        "count": len(index["shards"]),
+        "samples": index["samples"],
+        "bytes": sum(s["bytes"] for s in index["shards"]),
+        "splits": index["splits"],
+        "languages": dict(sorted(langs.items())),
+        "shards": index["shards"],
+    }
+
+
+def collect(run_dir: str | Path, answer_key: str | Path | None = None) -> dict:
+    rd = RunDir(run_dir)
+    info = rd.read_run_json() or {}
+    config = info.get("config", {})
+    report_cfg = config.get("report", {})
+    stats = load_stats(rd.root)
+    finished = [s["stage"] for s in stats]
+    if answer_key is None:
+        answer_key = report_cfg.get("answer_key")
+    if answer_key is None and info.get("input") and "://" not in info["input"]:
+        answer_key = Path(info["input"]).parent / "answer_key.jsonl"
+    provenance = info.get("stages", {})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run": {k: info.get(k) for k in ("name", "created", "finished", "input", "fingerprint", "runner")},
+        "funnel": [{k: s.get(k) for k in FUNNEL_KEYS} for s in stats],
+        "stages_not_run": [s for s in FLOW if s not in finished],
+        "rejections": _rejections(rd, stats, report_cfg.get("examples_per_reason", 3)),
+        "distributions": _distributions(rd, config, set(finished)) if config else {},
+        "normalisation_samples": _normalisation_samples(rd, report_cfg.get("samples", 6)),
+        "samples": _samples(rd, stats, report_cfg.get("samples", 6)),
+        "shards": _shards(rd),
+        "timing": [
+            {
+                k: s.get(k)
+                for k in (
+                    "stage",
+                    "rows_in",
+                    "seconds",
+                    "rows_per_s",
+                    "partitions",
+                    "resumed_partitions",
+                    "driver_cpu_s",
+                    "driver_peak_rss_mb",
+                    "runner",
+                )
+            }
+            for s in stats
+        ],  # fmt: skip
+        "provenance": {
+            "config": config,
+            "versions": info.get("versions", {}),
+            "models": provenance,
+            "random_weights": _random_weight_models(provenance),
+        },
+        "answer_key": _answer_key(rd, Path(answer_key) if answer_key else None, finished),
+    }
