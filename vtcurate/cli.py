@@ -53,6 +53,16 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from vtcurate.report.render import write_report
+
+    if not (Path(args.run_dir) / "run.json").exists():
+        print(f"vtcurate: error: {args.run_dir} is not a run directory (no run.json)", file=sys.stderr)
+        return 2
+    print(write_report(args.run_dir, args.answer_key))
+    return 0
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from vtcurate.pipeline.shards import inspect_tar
 
@@ -101,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("run_dir")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
     stats.set_defaults(func=_cmd_stats)
+
+    report = sub.add_parser("report", help="write RUN_DIR/report/index.html and report.json")
+    report.add_argument("run_dir")
+    report.add_argument("--answer-key", help="jsonl answer key (default: beside the manifest)")
+    report.set_defaults(func=_cmd_report)
 
     inspect = sub.add_parser("inspect", help="samples of a WebDataset shard")
     inspect.add_argument("shard")

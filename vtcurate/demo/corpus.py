@@ -181,8 +181,8 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
             "id": "planted-html",
             "video": planted_clip("planted-html", combos[4]),
             # the report test checks that neither payload runs in a browser
-            "caption": '<script>window.vtcuratePwned = 1</script><img src=x onerror="window.vtcuratePwned = 2">'
-            "<b>a red square</b> moves from left to right",
+            "caption": "<script>window.vtcuratePwned = 1</script>"
+            '<img src=x onerror="window.vtcuratePwned = 2"><b>a red square</b> moves from left to right',
         },
         "HTML and <script> in caption (stripped, kept)",
     )

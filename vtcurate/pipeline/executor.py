@@ -199,4 +199,15 @@ def run_pipeline(
             results.append(stats)
     info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json(info, rd.run_json)
+    if config.report.enabled:
+        _write_report(rd)
     return results
+
+
+def _write_report(rd: RunDir) -> None:
+    from vtcurate.report.render import write_report
+
+    try:
+        log.info("report: %s", write_report(rd.root))
+    except Exception:  # the curated data is complete; a report bug must not fail the run
+        log.exception("report: failed to render; rerun with `vtcurate report %s`", rd.root)
