@@ -39,6 +39,13 @@ def test_stages_lists_config_keys(capsys):
     assert "keyframes.num_frames = 8" in out and "clip_filter  (planned)" in out
 
 
+def test_report_command(local_run, tmp_path, capsys):
+    assert main(["report", str(local_run)]) == 0
+    assert capsys.readouterr().out.strip().endswith("report/index.html")
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
 def test_inspect(local_run, capsys):
     tar = next((local_run / "shards" / "train").glob("*.tar"))
     assert main(["inspect", str(tar), "-n", "1"]) == 0

@@ -1,0 +1,118 @@
+"""The audit report: report.json agrees with stats.json; the HTML is inert and correct in a browser."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vtcurate.pipeline.rundir import RunDir
+from vtcurate.pipeline.stats import load_stats
+from vtcurate.report.collect import collect
+from vtcurate.report.render import render_html, write_report
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+@pytest.fixture(scope="module")
+def report(local_run):
+    write_report(local_run)  # also written by the run; rewritten here to test the command path
+    return json.loads((local_run / "report" / "report.json").read_text())
+
+
+def test_report_json_matches_stage_stats(report, local_run):
+    stats = load_stats(local_run)
+    assert [f["stage"] for f in report["funnel"]] == [s["stage"] for s in stats]
+    for f, s in zip(report["funnel"], stats):
+        assert (f["rows_in"], f["kept"], f["rejected"]) == (s["rows_in"], s["kept"], s["rejected"])
+        assert f["rejected_by_reason"] == s["rejected_by_reason"]
+        groups = {g["reason"]: g for g in report["rejections"][f["stage"]]}
+        assert {r: g["count"] for r, g in groups.items()} == s["rejected_by_reason"]
+        for g in groups.values():
+            assert 0 < len(g["examples"]) <= min(3, g["count"])
+            assert all(ex["reason"] == g["reason"] and ex["detail"] for ex in g["examples"])
+    assert [t["seconds"] for t in report["timing"]] == [s["seconds"] for s in stats]
+
+
+def test_report_shards_and_distributions(report, local_run):
+    index = json.loads((RunDir(local_run).shards / "index.json").read_text())
+    assert report["shards"]["samples"] == index["samples"] == report["funnel"][-1]["kept"]
+    assert report["shards"]["count"] == len(index["shards"])
+    assert sum(report["shards"]["languages"].values()) == index["samples"]
+    ingest = report["funnel"][0]
+    dur = report["distributions"]["duration"]["series"]
+    # the histogram counts every probed row (unprobed rejects have no duration)
+    assert dur["kept"]["n"] == ingest["kept"]
+    lang = report["distributions"]["lang_score"]
+    assert sum(h["n"] for h in lang["series"].values()) == report["funnel"][1]["rows_in"]
+    assert lang["thresholds"] == {"en": 0.3, "zh": 0.5}
+
+
+def test_answer_key_decisions(report):
+    key = report["answer_key"]
+    assert key["summary"] == {"caught": 9, "kept_as_expected": 4, "not_checked": 2}
+    assert key["clean_wrongly_dropped"] == []
+    html_case = next(c for c in key["cases"] if c["id"] == "planted-html")
+    assert html_case["status"] == "kept_as_expected"
+
+
+def test_captions_are_escaped(local_run):
+    html = (local_run / "report" / "index.html").read_text()
+    assert "<script" not in html.lower()  # the page has no script at all, planted or ours
+    assert "&lt;script&gt;window.vtcuratePwned = 1&lt;/script&gt;" in html
+    assert "onerror=" not in html.replace("onerror=&#34;", "").replace("onerror=&quot;", "")
+    assert re.search(r"""(src|href)=["']?(https?:)?//""", html) is None  # nothing fetched from a network
+
+
+def test_random_weights_banner(local_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(local_run, run)
+    info = json.loads((run / "run.json").read_text())
+    info["stages"]["clip_filter"] = {"clip": {"model": "ViT-S-32", "random_weights": True}}
+    (run / "run.json").write_text(json.dumps(info))
+    report = collect(run)
+    assert report["provenance"]["random_weights"] == ["clip_filter.clip"]
+    assert 'id="random-weights"' in render_html(report)
+    assert 'id="random-weights"' not in (local_run / "report" / "index.html").read_text()
+
+
+@pytest.mark.skipif(
+    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+    reason="needs Debian chromium + chromium-driver (make test installs them; apt failed or not root)",
+)
+def test_report_in_headless_chromium(report, local_run):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1200,1600"):  # fmt: skip
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    try:
+        driver.get((local_run / "report" / "index.html").resolve().as_uri())
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+        assert errors == []
+        assert driver.execute_script("return window.vtcuratePwned === undefined") is True
+        assert "<script>window.vtcuratePwned = 1</script>" in driver.find_element(By.TAG_NAME, "body").text
+        for s in load_stats(local_run):
+            row = driver.find_element(By.CSS_SELECTOR, f'#funnel-table tr[data-stage="{s["stage"]}"]')
+            shown = {f: int(row.find_element(By.CSS_SELECTOR, f'td[data-field="{f}"]').text)
+                     for f in ("rows_in", "kept", "rejected")}  # fmt: skip
+            assert shown == {f: s[f] for f in ("rows_in", "kept", "rejected")}
+            for reason, count in s["rejected_by_reason"].items():
+                cell = row.find_element(By.CSS_SELECTOR, f'span[data-reason="{reason}"]')
+                assert int(cell.text) == count
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
+        )
+        assert images and all(ok and width > 0 for ok, width in images)
+        shot = local_run / "report" / "screenshot.png"
+        assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    finally:
+        driver.quit()
