@@ -22,6 +22,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if shards.exists():
         index = json.loads(shards.read_text("utf-8"))
         print(f"\n{index['samples']} samples in {len(index['shards'])} shard(s): {shards.parent}")
+    report = Path(args.run_dir) / "report" / "index.html"
+    if report.exists():
+        print(f"report: {report}")
     return 0
 
 
