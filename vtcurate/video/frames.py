@@ -16,7 +16,7 @@ from typing import IO
 
 import numpy as np
 
-from vtcurate.video.source import VideoSourceError, open_video
+from vtcurate.video.source import VideoSourceError, open_av_video, open_video, rewind
 
 
 @dataclass
@@ -52,9 +52,7 @@ def _snap_to_intra(
 def read_decord(src: str | IO[bytes], start: float, end: float, n: int, mode: str, threads: int) -> Frames:
     import decord
 
-    if not isinstance(src, str):
-        src.seek(0)
-    vr = decord.VideoReader(src, num_threads=threads)
+    vr = decord.VideoReader(rewind(src), num_threads=threads)
     count = len(vr)
     starts = np.asarray(vr.get_frame_timestamp(np.arange(count)))[:, 0]
     if count > 1 and not np.all(np.diff(starts) > 0):
@@ -96,14 +94,7 @@ def _pyav_key_times(container, stream, t0: int) -> np.ndarray:
 
 
 def read_pyav(src: str | IO[bytes], start: float, end: float, n: int, mode: str, threads: int) -> Frames:
-    import av
-
-    if not isinstance(src, str):
-        src.seek(0)
-    with av.open(src) as container:
-        if not container.streams.video:
-            raise VideoSourceError("no_video_stream", "the container has no video stream")
-        stream = container.streams.video[0]
+    with open_av_video(src) as (container, stream):
         stream.thread_type = "AUTO"
         if threads:
             stream.codec_context.thread_count = threads

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import IO
 
-from vtcurate.video.source import VideoSourceError, open_video
+from vtcurate.video.source import VideoSourceError, open_av_video, open_video, rewind
 
 
 @dataclass(frozen=True)
@@ -29,10 +29,8 @@ def _header_info(src: str | IO[bytes]) -> tuple[str | None, str | None]:
     """Codec and container format names from the container header alone (no decoding)."""
     import av
 
-    if not isinstance(src, str):
-        src.seek(0)
     try:
-        with av.open(src) as container:
+        with av.open(rewind(src)) as container:
             video = container.streams.video
             return (video[0].codec_context.name if video else None), container.format.name
     except Exception:  # noqa: BLE001 - informative only
@@ -42,7 +40,7 @@ def _header_info(src: str | IO[bytes]) -> tuple[str | None, str | None]:
 def probe_decord(src: str | IO[bytes]) -> ProbeResult:
     import decord
 
-    vr = decord.VideoReader(src, num_threads=1)
+    vr = decord.VideoReader(rewind(src), num_threads=1)
     n = len(vr)
     if n == 0:
         raise VideoSourceError("no_video_stream", "decord found no frames")
@@ -55,14 +53,7 @@ def probe_decord(src: str | IO[bytes]) -> ProbeResult:
 
 
 def probe_pyav(src: str | IO[bytes]) -> ProbeResult:
-    import av
-
-    if not isinstance(src, str):
-        src.seek(0)
-    with av.open(src) as container:
-        if not container.streams.video:
-            raise VideoSourceError("no_video_stream", "the container has no video stream")
-        stream = container.streams.video[0]
+    with open_av_video(src) as (container, stream):
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate else 0.0
         if stream.duration is not None and stream.time_base is not None:

@@ -54,3 +54,21 @@ def open_video(uri: str) -> Iterator[str | IO[bytes]]:
         yield fh
     finally:
         fh.close()
+
+
+def rewind(src: str | IO[bytes]) -> str | IO[bytes]:
+    """File objects are shared by the backends tried in turn: each starts from byte 0."""
+    if not isinstance(src, str):
+        src.seek(0)
+    return src
+
+
+@contextmanager
+def open_av_video(src: str | IO[bytes]):
+    """(container, first video stream) with PyAV; no video stream is a stable rejection."""
+    import av
+
+    with av.open(rewind(src)) as container:
+        if not container.streams.video:
+            raise VideoSourceError("no_video_stream", "the container has no video stream")
+        yield container, container.streams.video[0]
