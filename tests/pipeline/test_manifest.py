@@ -75,6 +75,18 @@ def test_bad_rows_are_kept_with_a_reason(tmp_path):
     assert len({r["clip_id"] for r in out}) == 5
 
 
+def test_odd_text_is_stored_not_fatal(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(
+        '{"video": "a.mp4", "caption": "lone \\ud800 surrogate", "id": "x\\udfff"}\n'
+        '{"video": 7, "caption": 12345, "id": 3}\n'
+    )
+    rows = list(read_manifest(str(path)))
+    table = pa.Table.from_pylist(rows)  # would raise on a lone surrogate
+    assert table.column("caption").to_pylist() == ["lone ? surrogate", "12345"]
+    assert rows[1]["manifest_error"] == "bad_manifest_row" and rows[1]["clip_id"] == "3"
+
+
 def test_missing_manifest(tmp_path):
     with pytest.raises(ManifestError, match="not found"):
         list(read_manifest(str(tmp_path / "nope.jsonl")))

@@ -121,17 +121,22 @@ def derived_id(video: str, start: float | None, end: float | None) -> str:
     return hashlib.sha1(f"{video}|{start}|{end}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
+def _text(value: Any) -> str:
+    """Any cell as valid UTF-8 text: JSON can carry lone surrogates that Arrow cannot store."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
 def _normalise(raw: dict[str, Any], base: str) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(SCHEMA.names)
     video = raw.get("video")
     if not isinstance(video, str) or not video.strip():
         row.update(manifest_error="bad_manifest_row", manifest_detail="no video path")
-        video = "" if video is None else str(video)
+    video = "" if video is None else _text(video)
     row["video"] = _resolve(video.strip(), base) if video.strip() else video
     caption = raw.get("caption")
-    row["caption"] = "" if caption is None else str(caption)
+    row["caption"] = "" if caption is None else _text(caption)
     hint = raw.get("lang_hint")
-    row["lang_hint"] = None if hint in (None, "") else str(hint)
+    row["lang_hint"] = None if hint in (None, "") else _text(hint)
     try:
         row["start"], row["end"] = _float(raw.get("start")), _float(raw.get("end"))
     except (TypeError, ValueError) as err:
@@ -139,7 +144,7 @@ def _normalise(raw: dict[str, Any], base: str) -> dict[str, Any]:
             row.update(manifest_error="bad_span", manifest_detail=f"start/end: {err}")
     given = raw.get("id")
     row["clip_id"] = (
-        str(given) if given not in (None, "") else derived_id(row["video"], row["start"], row["end"])
+        _text(given) if given not in (None, "") else derived_id(row["video"], row["start"], row["end"])
     )
     return row
 
