@@ -34,9 +34,10 @@ def video(request):
 
 
 @pytest.mark.parametrize("mode", ["exact", "iframe"])
-def test_eight_distinct_correct_frames(video, mode):
+@pytest.mark.parametrize("choice", ["default", "pyav"])
+def test_eight_distinct_correct_frames(video, mode, choice):
     path, info, times, images = video
-    backends = backends_for(info.container, ["decord", "pyav"])
+    backends = backends_for(info.container, ["decord", "pyav"]) if choice == "default" else ["pyav"]
     frames = read_keyframes(str(path), 0.0, info.duration, 8, mode, backends)
     assert len(frames.images) == 8
     assert len(set(frames.times)) == 8, f"repeated frames: {frames.times}"
@@ -52,8 +53,7 @@ def test_eight_distinct_correct_frames(video, mode):
         # the frame displayed at the middle of each segment
         for target, t in zip(segment_targets(0.0, info.duration, 8), frames.times):
             expected = times[np.searchsorted(times, target + 1e-6, side="right") - 1]
-            frame_gap = 1.0 / info.fps
-            assert abs(t - expected) <= frame_gap + 1e-6
+            assert abs(t - expected) < 1e-3, f"got {t:.3f}s; frame shown at {target:.3f}s is {expected:.3f}s"
 
 
 @pytest.mark.parametrize("backend", ["decord", "pyav"])

@@ -16,7 +16,7 @@ from typing import IO
 
 import numpy as np
 
-from vtcurate.video.source import VideoSourceError, open_av_video, open_video, rewind
+from vtcurate.video.source import VideoSourceError, first_success, open_av_video, rewind
 
 
 @dataclass
@@ -68,18 +68,30 @@ def read_decord(src: str | IO[bytes], start: float, end: float, n: int, mode: st
     return Frames(list(batch), [float(starts[i]) for i in idx], idx.tolist(), "decord")
 
 
+# Frames decoded past the target before the search stops.  Some files (AVI with packed B-frames)
+# hand frames out of presentation order, so the first frame past t does not end the search.
+LOOKAHEAD_FRAMES = 4
+
+
 def _pyav_frame_at(container, stream, t: float, t0: int) -> tuple[np.ndarray, float]:
-    """Seek to the intra frame before t, decode forward, return the frame displayed at t."""
+    """Seek to the intra frame before t, decode forward, return the frame displayed at t:
+    the largest presentation time <= t (the earliest frame if the seek landed past t)."""
     tb = float(stream.time_base)
     container.seek(t0 + int(t / tb), stream=stream, backward=True, any_frame=False)
-    chosen = None
+    chosen, earliest, past = None, None, 0
     for frame in container.decode(stream):
         if frame.pts is None:
             continue
         ft = (frame.pts - t0) * tb
-        if ft > t + 1e-6 and chosen is not None:
-            break
-        chosen = (frame, ft)
+        if ft <= t + 1e-6:
+            if chosen is None or ft > chosen[1]:
+                chosen = (frame, ft)
+        else:
+            earliest = (frame, ft) if earliest is None or ft < earliest[1] else earliest
+            past += 1
+            if past >= LOOKAHEAD_FRAMES:
+                break
+    chosen = chosen or earliest
     if chosen is None:
         raise VideoSourceError("decode_failed", f"no frame decoded near t={t:.3f}s")
     return chosen[0].to_ndarray(format="rgb24"), chosen[1]
@@ -135,18 +147,14 @@ def read_keyframes(
     threads: int = 1,
 ) -> Frames:
     """Read n key-frames of the span [start, end); fall back through backends on failure."""
-    errors = []
-    with open_video(uri) as src:
-        for name in backends:
-            try:
-                frames = READERS[name](src, start, end, n, mode, threads)
-            except Exception as err:  # noqa: BLE001 - decoder errors vary by library and file
-                errors.append(f"{name}: {type(err).__name__}: {str(err)[:200]}")
-                continue
-            if len(frames.images) == n:
-                return frames
-            errors.append(f"{name}: got {len(frames.images)} of {n} frames")
-    raise VideoSourceError("decode_failed", "; ".join(errors))
+
+    def read(name: str, src) -> Frames:
+        frames = READERS[name](src, start, end, n, mode, threads)
+        if len(frames.images) != n:
+            raise VideoSourceError("decode_failed", f"got {len(frames.images)} of {n} frames")
+        return frames
+
+    return first_success(uri, list(backends), read, "decode_failed")
 
 
 def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import IO
 
-from vtcurate.video.source import VideoSourceError, open_av_video, open_video, rewind
+from vtcurate.video.source import VideoSourceError, first_success, open_av_video, rewind
 
 
 @dataclass(frozen=True)
@@ -83,15 +83,4 @@ PROBES = {"decord": probe_decord, "pyav": probe_pyav}
 
 def probe(uri: str, backends: list[str]) -> ProbeResult:
     """Probe with each backend in turn; raise VideoSourceError with a stable code if all fail."""
-    errors = []
-    with open_video(uri) as src:
-        for name in backends:
-            try:
-                return PROBES[name](src)
-            except VideoSourceError as err:
-                if err.code == "no_video_stream":
-                    raise
-                errors.append(f"{name}: {err.detail}")
-            except Exception as err:  # noqa: BLE001 - decoder errors vary by library and file
-                errors.append(f"{name}: {type(err).__name__}: {str(err)[:200]}")
-    raise VideoSourceError("unreadable_video", "; ".join(errors))
+    return first_success(uri, backends, lambda name, src: PROBES[name](src), "unreadable_video")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO
 
@@ -26,11 +27,17 @@ def local_path(uri: str) -> str:
 
 
 def check_local(path: str) -> None:
-    if not os.path.lexists(path):
-        raise VideoSourceError("missing_file", f"no such file: {path}")
-    if os.path.isdir(path):
+    try:
+        st = os.stat(path)  # follows symlinks: a dangling link is a missing file
+    except FileNotFoundError:
+        raise VideoSourceError("missing_file", f"no such file: {path}") from None
+    except OSError as err:
+        raise VideoSourceError("unreadable_video", f"{path}: {err}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise VideoSourceError("not_a_file", f"is a directory: {path}")
-    if os.path.getsize(path) == 0:
+    if not stat.S_ISREG(st.st_mode):
+        raise VideoSourceError("not_a_file", f"not a regular file: {path}")
+    if st.st_size == 0:
         raise VideoSourceError("unreadable_video", f"empty file: {path}")
 
 
@@ -54,6 +61,27 @@ def open_video(uri: str) -> Iterator[str | IO[bytes]]:
         yield fh
     finally:
         fh.close()
+
+
+def first_success(uri: str, backends: list[str], read: Callable, code: str):
+    """`read(name, src)` with each backend in turn on the opened source; the first result wins.
+
+    Decoder errors vary by library and file, so any exception moves on to the next backend; a
+    VideoSourceError that says the file has no video stream is final.  All failing raises
+    VideoSourceError(code) listing every backend's error.
+    """
+    errors = []
+    with open_video(uri) as src:
+        for name in backends:
+            try:
+                return read(name, src)
+            except VideoSourceError as err:
+                if err.code == "no_video_stream":
+                    raise
+                errors.append(f"{name}: {err.detail}")
+            except Exception as err:  # noqa: BLE001 - see above
+                errors.append(f"{name}: {type(err).__name__}: {str(err)[:200]}")
+    raise VideoSourceError(code, "; ".join(errors))
 
 
 def rewind(src: str | IO[bytes]) -> str | IO[bytes]:
