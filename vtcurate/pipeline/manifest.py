@@ -23,7 +23,7 @@ import pyarrow as pa
 from vtcurate.errors import UserError
 
 REQUIRED = ("video", "caption")
-OPTIONAL = ("id", "start", "end", "lang_hint")
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
 
 SCHEMA = pa.schema(
     [
@@ -73,9 +73,11 @@ def _raw_rows(path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
                 yield from batch.to_pylist()
         return
     with fsspec.open(path, "rb", compression="infer") as fh:
-        # invalid UTF-8 is replaced, not fatal: the caption then carries U+FFFD
-        text = io.TextIOWrapper(fh, encoding="utf-8", errors="replace", newline="")
+        # invalid UTF-8 is replaced, not fatal: the caption then carries U+FFFD; utf-8-sig drops
+        # the byte-order mark spreadsheet programs write
+        text = io.TextIOWrapper(fh, encoding="utf-8-sig", errors="replace", newline="")
         if fmt == "csv":
+            csv.field_size_limit(CSV_FIELD_LIMIT)  # long captions are langid's to reject
             reader = csv.DictReader(text)
             _check_columns(reader.fieldnames or [], path)
             for row in reader:
@@ -105,6 +107,8 @@ def _raw_rows(path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
 def _float(value: Any) -> float | None:
     if value is None or value == "":
         return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"not a number: {value!r}")
     out = float(value)
     if math.isnan(out) or math.isinf(out):
         raise ValueError(f"not a finite number: {value!r}")
@@ -118,7 +122,7 @@ def _resolve(video: str, base: str) -> str:
 
 
 def derived_id(video: str, start: float | None, end: float | None) -> str:
-    return hashlib.sha1(f"{video}|{start}|{end}".encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return hashlib.sha1(f"{video}|{start}|{end}".encode()).hexdigest()[:16]
 
 
 def _text(value: Any) -> str:
@@ -128,12 +132,18 @@ def _text(value: Any) -> str:
 
 def _normalise(raw: dict[str, Any], base: str) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(SCHEMA.names)
-    video = raw.get("video")
+    video, caption, given = raw.get("video"), raw.get("caption"), raw.get("id")
+    problems = []
     if not isinstance(video, str) or not video.strip():
-        row.update(manifest_error="bad_manifest_row", manifest_detail="no video path")
+        problems.append("no video path" if video in (None, "") else f"video is a {type(video).__name__}")
+    if caption is not None and not isinstance(caption, str):
+        problems.append(f"caption is a {type(caption).__name__}, not text")
+    if given is not None and (isinstance(given, bool) or not isinstance(given, (str, int))):
+        problems.append(f"id is a {type(given).__name__}")
+    if problems:
+        row.update(manifest_error="bad_manifest_row", manifest_detail="; ".join(problems))
     video = "" if video is None else _text(video)
     row["video"] = _resolve(video.strip(), base) if video.strip() else video
-    caption = raw.get("caption")
     row["caption"] = "" if caption is None else _text(caption)
     hint = raw.get("lang_hint")
     row["lang_hint"] = None if hint in (None, "") else _text(hint)
@@ -142,7 +152,6 @@ def _normalise(raw: dict[str, Any], base: str) -> dict[str, Any]:
     except (TypeError, ValueError) as err:
         if not row["manifest_error"]:
             row.update(manifest_error="bad_span", manifest_detail=f"start/end: {err}")
-    given = raw.get("id")
     row["clip_id"] = (
         _text(given) if given not in (None, "") else derived_id(row["video"], row["start"], row["end"])
     )

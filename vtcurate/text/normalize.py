@@ -8,22 +8,25 @@ import unicodedata
 from functools import lru_cache
 
 _SCRIPT_BLOCK = re.compile(r"<(script|style)\b[^>]*>.*?(</\1\s*>|$)", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]{0,500}>")
+# a tag starts with a letter or `/`: "temperature < 5 and wind > 10" is not markup
+_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]{0,500}>", re.DOTALL)
 _URL = re.compile(r"(?:https?://|ftp://|www\.)\S+", re.IGNORECASE)
 _EMOJI = re.compile(
-    "[\U0001f000-\U0001faff\U0001f1e6-\U0001f1ff\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d\u20e3]"
+    "[\U0001f000-\U0001faff\U0001f1e6-\U0001f1ff\u2300-\u23ff\u2600-\u27bf\u2b00-\u2bff\ufe0f\u200d\u20e3]"
 )
 # Stock-footage boilerplate seen in web alt-text (WebVid and similar): vendor tags, resolution and
-# frame-rate tags, and clip ids.  Matched case-insensitively as whole words.
+# frame-rate tags, and clip ids.  Matched case-insensitively as whole words, except the short
+# resolution tags, which only count in capitals ("4K", "HD"), so "a 4k tv" or "hd cables" survive.
 BOILERPLATE = (
     r"\bstock (?:footage|video|clip|photo)s?\b",
     r"\broyalty[- ]free\b",
     r"\b(?:shutterstock|pond5|istock|getty ?images|storyblocks|videoblocks|adobe stock)\b",
-    r"\b(?:4k|8k|uhd|ultra hd|full hd|fullhd|hd|hdr|1080p|720p|2160p|4320p)\b",
+    r"(?-i:\b(?:4K|8K|UHD|Ultra HD|ULTRA HD|Full HD|FULL HD|FullHD|HD|HDR)\b)",
+    r"\b(?:1080p|720p|2160p|4320p)\b",
     r"\b\d{2,3} ?fps\b",
     r"\b(?:clip|video|footage|id|item)\s*(?:id|no\.?|number)?\s*[:#]?\s*\d{5,}\b",
     r"\b\d{6,}\b",
-    r"(?:4K|8K|高清|超清|蓝光)*(?:视频)?素材",
+    r"(?:4K|8K|高清|超清|蓝光|藍光)*(?:视频|視頻)?素材",
 )
 _SPACE = re.compile(r"\s+")
 _EDGE = " \t-–—|,;:/\\·•"
