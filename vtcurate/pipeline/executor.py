@@ -6,7 +6,6 @@ import hashlib
 import json
 import logging
 import platform
-import resource
 import shutil
 import time
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from vtcurate.config import FLOW, PipelineConfig
 from vtcurate.errors import UserError
 from vtcurate.pipeline import manifest as mf
 from vtcurate.pipeline.atomic import touch, write_json, write_parquet
-from vtcurate.pipeline.partition import PartitionTask
+from vtcurate.pipeline.partition import PartitionTask, peak_rss_mb
 from vtcurate.pipeline.progress import Progress
 from vtcurate.pipeline.rundir import SUCCESS, RunDir, StageDir, row_count
 from vtcurate.pipeline.runners import make_runner
@@ -61,6 +60,8 @@ def _diff_sections(old: dict, new: dict) -> list[str]:
 
 def prepare_run_dir(rd: RunDir, config: PipelineConfig, manifest: str, fresh: bool) -> dict:
     if fresh and rd.root.exists():
+        if any(rd.root.iterdir()) and not rd.run_json.exists():
+            raise UserError(f"--fresh refuses to delete {rd.root}: it is not a run directory (no run.json)")
         shutil.rmtree(rd.root)
     fp = fingerprint(config, manifest)
     previous = rd.read_run_json()
@@ -84,16 +85,29 @@ def prepare_run_dir(rd: RunDir, config: PipelineConfig, manifest: str, fresh: bo
     return info
 
 
-def _stage_input(rd: RunDir, name: str, config: PipelineConfig) -> list[Path]:
-    if name == "ingest":
-        return sorted(rd.ingest_input().glob("part-*.parquet"))
+def _upstream(name: str, config: PipelineConfig) -> str:
+    """What a stage reads: the manifest (ingest) or the nearest earlier stage of the config."""
     earlier = [s for s in config.stages if FLOW.index(s) < FLOW.index(name)]
-    if not earlier:
-        raise RuntimeError(f"stage {name} has no upstream stage in {config.stages}")
-    upstream = rd.stage(earlier[-1])
-    if not upstream.done:
-        raise UserError(f"stage {name} needs {earlier[-1]}, which has not finished in {rd.root}")
-    return upstream.kept_parts()
+    return earlier[-1] if earlier else "manifest"
+
+
+def _stage_input(rd: RunDir, name: str, upstream: str) -> list[Path]:
+    if upstream == "manifest":
+        return sorted(rd.ingest_input().glob("part-*.parquet"))
+    if not rd.stage(upstream).done:
+        raise UserError(f"stage {name} needs {upstream}, which has not finished in {rd.root}")
+    return rd.stage(upstream).kept_parts()
+
+
+def _check_finished(rd: RunDir, name: str, upstream: str) -> dict:
+    """A finished stage is reused only if it read what the config now feeds it."""
+    stats = json.loads(rd.stage(name).stats.read_text("utf-8"))
+    if stats.get("upstream") != upstream:
+        raise RunDirConflict(
+            f"stage {name} finished earlier on the output of {stats.get('upstream')}, but the config "
+            f"now feeds it from {upstream}; use another --run-dir, or --fresh to discard it"
+        )
+    return stats
 
 
 def stage_manifest(rd: RunDir, manifest: str, partition_rows: int) -> int:
@@ -119,14 +133,23 @@ def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path]) -> dict:
             tasks.append(PartitionTask(src.stem, str(src), str(kept), str(rejected)))
     resumed = len(inputs) - len(tasks)
     t0, cpu0 = time.perf_counter(), time.process_time()
+    rows = worker_cpu = worker_rss = 0.0
     with Progress(stage.name, len(inputs), done=resumed) as progress:
         for result in runner.map(stage, tasks):
             progress.update(result)
+            rows += result.rows_in
+            worker_cpu += result.cpu_s
+            worker_rss = max(worker_rss, result.peak_rss_mb)
+    seconds = time.perf_counter() - t0
     return {
-        "seconds": time.perf_counter() - t0,
+        "seconds": seconds,
+        "rows_processed": int(rows),  # this invocation; fewer than rows_in after a resume
+        "rows_per_s": rows / seconds if rows and seconds else None,
+        "workers": runner.plan(stage, len(tasks)),
+        "worker_cpu_s": worker_cpu,
+        "worker_peak_rss_mb": worker_rss or None,
         "driver_cpu_s": time.process_time() - cpu0,
-        # peak of the whole driver process so far (Linux reports KiB)
-        "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "driver_peak_rss_mb": peak_rss_mb(),
         "partitions": len(inputs),
         "resumed_partitions": resumed,
     }
@@ -156,7 +179,7 @@ def run_pipeline(
     fresh: bool = False,
 ) -> list[dict]:
     """Run `stages` (default: the config's) and return the stats of those that ran or were done."""
-    rd = RunDir(run_dir)
+    rd = RunDir(Path(run_dir).resolve())  # workers on other nodes must not resolve it against their cwd
     selected = stages or config.stages
     bad = [s for s in selected if s not in config.stages]
     if bad:
@@ -170,13 +193,14 @@ def run_pipeline(
         for name in selected:
             sdir = rd.stage(name)
             stage = build_stage(name, config)
+            upstream = _upstream(name, config)
             if sdir.done:
                 log.info("%s: finished earlier, skipped", name)
-                results.append(json.loads(sdir.stats.read_text("utf-8")))
+                results.append(_check_finished(rd, name, upstream))
                 continue
             if name == "ingest":
                 stage_manifest(rd, manifest, config.partition_rows)
-            inputs = _stage_input(rd, name, config)
+            inputs = _stage_input(rd, name, upstream)
             timing = run_stage(run, stage, sdir, inputs)
             provenance = stage.provenance()
             stats = stage_stats(name, sdir, row_count(inputs), stage.score_columns)
@@ -187,8 +211,7 @@ def run_pipeline(
                 timing["seconds"] += time.perf_counter() - t0
             if stats["kept"] + stats["rejected"] != stats["rows_in"]:
                 raise RuntimeError(f"{name}: kept + rejected != rows in ({stats})")
-            stats.update(timing, runner=run.name)
-            stats["rows_per_s"] = stats["rows_in"] / timing["seconds"] if timing["seconds"] else None
+            stats.update(timing, runner=run.name, upstream=upstream)
             write_json(stats, sdir.stats)
             info["stages"][name] = provenance
             write_json(info, rd.run_json)

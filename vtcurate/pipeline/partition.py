@@ -7,6 +7,7 @@ row, so one bad row is rejected with the error as its reason instead of failing 
 
 from __future__ import annotations
 
+import resource
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -17,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vtcurate.pipeline.atomic import write_parquet
-from vtcurate.stages.base import DROP_DETAIL, DROP_REASON, Stage, with_decisions
+from vtcurate.stages.base import DROP_REASON, Stage, with_decisions
 
 STAGE_ERROR = "stage_error"
 
@@ -37,6 +38,8 @@ class PartitionResult:
     kept: int
     rejected: int
     seconds: float
+    cpu_s: float  # CPU time of the worker process on this partition
+    peak_rss_mb: float  # the worker process's peak resident memory so far
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,8 +49,14 @@ class ConservationError(RuntimeError):
     """A stage returned a different set of rows than it was given: a bug in the stage."""
 
 
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
 def _call_rows(stage: Stage, batch: pa.Table) -> pa.Table:
     """Row-by-row fallback after a batch failed: isolate the rows that raise."""
+    if batch.num_rows == 0:
+        return with_decisions(batch, [], [])
     outs = []
     for i in range(batch.num_rows):
         row = batch.slice(i, 1)
@@ -80,16 +89,14 @@ def apply_stage(stage: Stage, table: pa.Table) -> pa.Table:
 
 
 def run_partition(stage: Stage, task: PartitionTask) -> PartitionResult:
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     table = pq.read_table(task.source)
-    for col in (DROP_REASON, DROP_DETAIL):  # the previous stage's decision columns
-        if col in table.column_names:
-            table = table.drop_columns([col])
     out = apply_stage(stage, table)
     dropped = pc.is_valid(out.column(DROP_REASON))
     kept, rejected = out.filter(pc.invert(dropped)), out.filter(dropped)
     write_parquet(rejected, Path(task.rejected))
     write_parquet(kept, Path(task.kept))  # written last: its presence marks the partition done
     return PartitionResult(
-        task.part, table.num_rows, kept.num_rows, rejected.num_rows, time.perf_counter() - t0
-    )
+        task.part, table.num_rows, kept.num_rows, rejected.num_rows,
+        time.perf_counter() - t0, time.process_time() - cpu0, peak_rss_mb(),
+    )  # fmt: skip

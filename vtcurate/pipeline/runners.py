@@ -30,6 +30,10 @@ class LocalRunner:
     def __exit__(self, *exc) -> None:
         pass
 
+    def plan(self, stage: Stage, n_tasks: int) -> dict:
+        res = stage.resources
+        return {"workers": 1, "cpus_per_worker": None, "gpus_per_worker": None, "batch_size": res.batch_size}
+
     def map(self, stage: Stage, tasks: list[PartitionTask]) -> Iterator[PartitionResult]:
         stage.setup()
         try:
@@ -108,15 +112,27 @@ class RayRunner:
             "nodes": len(ray.nodes()),
         }
 
+    def plan(self, stage: Stage, n_tasks: int) -> dict:
+        """The actor pool for a stage: sized from the cluster's CPUs, leaving the reserve free."""
+        import ray
+
+        res = stage.resources
+        total = ray.cluster_resources().get("CPU", 1.0)
+        size = pool_size(total, self.config.reserve_cpus, res.num_cpus, res.workers)
+        return {
+            "workers": max(1, min(size, n_tasks)),
+            "cpus_per_worker": res.num_cpus,
+            "gpus_per_worker": res.num_gpus,
+            "batch_size": res.batch_size,
+        }
+
     def map(self, stage: Stage, tasks: list[PartitionTask]) -> Iterator[PartitionResult]:
         import ray
 
         if not tasks:
             return
         res = stage.resources
-        total = ray.cluster_resources().get("CPU", 1.0)
-        size = pool_size(total, self.config.reserve_cpus, res.num_cpus, res.workers)
-        size = min(size, len(tasks))
+        size = self.plan(stage, len(tasks))["workers"]
         log.info("%s: %d partitions on %d actor(s) x %.2g CPU", stage.name, len(tasks), size, res.num_cpus)
         specs = [{"task": json.dumps(t.__dict__)} for t in tasks]
         ds = ray.data.from_items(specs, override_num_blocks=len(specs)).map_batches(

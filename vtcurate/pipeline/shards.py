@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from vtcurate.errors import UserError
+
 _FRAME = re.compile(r"^f(\d+)\.jpg$")
 
 
@@ -95,7 +97,11 @@ def inspect_tar(path: str | Path, n: int = 5) -> list[str]:
     import cv2
 
     samples: dict[str, dict[str, bytes]] = {}
-    with tarfile.open(path) as tar:
+    try:
+        tar = tarfile.open(path)  # noqa: SIM115 - closed by the with below
+    except (OSError, tarfile.TarError) as err:
+        raise UserError(f"{path}: not a readable tar shard ({err})") from None
+    with tar:
         for member in tar:
             if not member.isfile():
                 continue

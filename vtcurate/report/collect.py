@@ -20,6 +20,10 @@ from vtcurate.pipeline.stats import load_stats
 from vtcurate.stages.base import DROP_DETAIL, DROP_REASON
 
 SCHEMA_VERSION = 1
+TIMING_KEYS = (
+    "stage", "rows_in", "rows_processed", "seconds", "rows_per_s", "partitions", "resumed_partitions",
+    "workers", "worker_cpu_s", "worker_peak_rss_mb", "driver_cpu_s", "driver_peak_rss_mb", "runner",
+)  # fmt: skip
 FUNNEL_KEYS = ("stage", "rows_in", "kept", "rejected", "rejected_by_reason", "by_language")
 THUMB_SIDE = 96
 # columns shown with an example, where the stage wrote them
@@ -294,23 +298,7 @@ def collect(run_dir: str | Path, answer_key: str | Path | None = None) -> dict:
         "normalisation_samples": _normalisation_samples(rd, report_cfg.get("samples", 6)),
         "samples": _samples(rd, stats, report_cfg.get("samples", 6)),
         "shards": _shards(rd),
-        "timing": [
-            {
-                k: s.get(k)
-                for k in (
-                    "stage",
-                    "rows_in",
-                    "seconds",
-                    "rows_per_s",
-                    "partitions",
-                    "resumed_partitions",
-                    "driver_cpu_s",
-                    "driver_peak_rss_mb",
-                    "runner",
-                )
-            }
-            for s in stats
-        ],  # fmt: skip
+        "timing": [{k: s.get(k) for k in TIMING_KEYS} for s in stats],  # fmt: skip
         "provenance": {
             "config": config,
             "versions": info.get("versions", {}),

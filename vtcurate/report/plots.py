@@ -88,6 +88,6 @@ def timing_chart(timing: list[dict]) -> str:
     ax.barh(stages, rates, color=PALETTE[0])
     for y, (rate, t) in enumerate(zip(rates, timing[::-1])):
         ax.text(rate, y, f"  {rate:.1f} rows/s, {t.get('seconds') or 0:.1f} s", va="center", fontsize=8)
-    ax.set_xlabel("rows per second (whole stage, wall clock)")
+    ax.set_xlabel("rows per second (rows processed / stage wall clock)")
     ax.set_xlim(0, max(rates, default=1) * 1.5 or 1)
     return _png(fig)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -18,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from vtcurate.config import ShardConfig
+from vtcurate.pipeline.atomic import write_json
 from vtcurate.stages.base import DROP_DETAIL, DROP_REASON, Resources, Stage, set_column, with_decisions
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -31,11 +31,11 @@ def sample_key(clip_id: str) -> str:
     safe = _UNSAFE.sub("_", clip_id)[:80]
     if safe == clip_id and safe:
         return safe
-    return f"{safe}-{hashlib.sha1(clip_id.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
+    return f"{safe}-{hashlib.sha1(clip_id.encode()).hexdigest()[:10]}"
 
 
 def split_of(clip_id: str, val_fraction: float, salt: str = "") -> str:
-    digest = hashlib.sha256(f"{salt}{clip_id}".encode("utf-8", "surrogatepass")).digest()
+    digest = hashlib.sha256(f"{salt}{clip_id}".encode()).digest()
     return "val" if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else "train"
 
 
@@ -72,6 +72,7 @@ class ShardStage(Stage):
         """Write every kept row to tars under out_dir; return the index (also in index.json)."""
         import webdataset as wds
 
+        out_dir.mkdir(parents=True, exist_ok=True)  # also when no row reaches this stage
         writers: dict[tuple[str, str], wds.ShardWriter] = {}
         samples: Counter[str] = Counter()
         langs: dict[str, Counter[str]] = defaultdict(Counter)
@@ -117,9 +118,7 @@ class ShardStage(Stage):
             "splits": _split_counts(shards),
             "shards": shards,
         }
-        tmp = out_dir / "index.json.tmp"
-        tmp.write_text(json.dumps(index, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, out_dir / "index.json")
+        write_json(index, out_dir / "index.json")
         return index
 
 
