@@ -46,11 +46,14 @@ def test_report_command(local_run, tmp_path, capsys):
     assert "not a run directory" in capsys.readouterr().err
 
 
-def test_inspect(local_run, capsys):
+def test_inspect(local_run, capsys, tmp_path):
     tar = next((local_run / "shards" / "train").glob("*.tar"))
     assert main(["inspect", str(tar), "-n", "1"]) == 0
     out = capsys.readouterr().out
     assert "8 frames" in out
+    (tmp_path / "x.tar").write_text("not a tar")
+    assert main(["inspect", str(tmp_path / "x.tar")]) == 2
+    assert "not a readable tar shard" in capsys.readouterr().err
 
 
 def test_user_errors_exit_2_with_a_message(tmp_path, capsys, demo_corpus):

@@ -1,0 +1,121 @@
+"""Bad input never crashes a run or loses a row; misuse of a run directory is refused."""
+
+import json
+import os
+
+import pyarrow as pa
+import pytest
+
+from helpers import CONFIGS
+from vtcurate.config import load_config
+from vtcurate.errors import UserError
+from vtcurate.pipeline.executor import RunDirConflict, run_pipeline
+from vtcurate.pipeline.partition import STAGE_ERROR, apply_stage
+from vtcurate.pipeline.stats import load_stats
+from vtcurate.stages.base import Resources, Stage, set_column, with_decisions
+
+
+class Fragile(Stage):
+    """Raises on captions containing 'boom', as a buggy stage would."""
+
+    name = "fragile"
+    output_columns = ("n_chars",)
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(batch_size=4)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        caps = batch.column("caption").to_pylist()
+        if any("boom" in c for c in caps):
+            raise ValueError("boom in caption")
+        batch = set_column(batch, "n_chars", [len(c) for c in caps], pa.int64())
+        return with_decisions(batch, [None] * len(caps), [None] * len(caps))
+
+
+def test_a_raising_row_is_rejected_alone():
+    table = pa.table({"clip_id": [f"c{i}" for i in range(10)], "caption": ["ok"] * 3 + ["boom"] + ["ok"] * 6})
+    out = apply_stage(Fragile(None), table).to_pylist()
+    assert [r["clip_id"] for r in out] == [f"c{i}" for i in range(10)]
+    assert [r["drop_reason"] for r in out] == [None] * 3 + [STAGE_ERROR] + [None] * 6
+    assert "ValueError: boom in caption" in out[3]["drop_detail"]
+    assert [r["n_chars"] for r in out][:3] == [2, 2, 2]
+
+
+def test_hostile_manifest_end_to_end(tmp_path):
+    good = "a red circle moves from left to right"
+    (tmp_path / "zero.mp4").write_bytes(b"")
+    (tmp_path / "random.mp4").write_bytes(os.urandom(4096))
+    (tmp_path / "dir.mp4").mkdir()
+    os.symlink(tmp_path / "gone.mp4", tmp_path / "dangling.mp4")
+    import random
+
+    from vtcurate.demo.corpus import ClipSpec, render, write_h264
+
+    write_h264(tmp_path / "ok.mp4", render(ClipSpec("red", "circle", "from left to right"), random.Random(0)))
+    rows = [
+        {"video": "ok.mp4", "caption": good, "id": "ok"},
+        {"video": "zero.mp4", "caption": good},
+        {"video": "random.mp4", "caption": good},
+        {"video": "dir.mp4", "caption": good},
+        {"video": "dangling.mp4", "caption": good},
+        {"video": "ok.mp4", "caption": "a dog runs " * 10_000, "id": "huge"},
+        {"video": "ok.mp4", "caption": "\u202e\u200f🐶🔥", "id": "emoji-only"},
+        {"video": "ok.mp4", "caption": ["not", "text"], "id": "list"},
+        {"video": "ok.mp4", "caption": good, "id": "ok"},
+        {"video": "ok.mp4", "caption": good, "id": "../../etc/passwd", "start": 0.2, "end": 1.8},
+    ]
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    lines.insert(3, "{broken json")
+    lines.append('{"video": "ok.mp4", "caption": "a red circle \\ud800 moves from left to right", "id": "s"}')
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    config = load_config(CONFIGS / "demo.yaml", ["partition_rows=3", "report.enabled=false"])
+    run_pipeline(config, str(manifest), tmp_path / "run", runner="local")
+    stats = load_stats(tmp_path / "run")
+    assert stats[0]["rows_in"] == len(lines)
+    for s in stats:
+        assert s["rows_in"] == s["kept"] + s["rejected"]
+    reasons = stats[0]["rejected_by_reason"]
+    assert reasons == {
+        "unreadable_video": 2, "not_a_file": 1, "missing_file": 1, "bad_manifest_row": 2, "duplicate_id": 1,
+    }  # fmt: skip
+    assert stats[1]["rejected_by_reason"] == {"caption_too_long": 1, "empty_caption": 1}
+    assert stats[-1]["kept"] == 3  # ok, the ../ id (sanitised key) and the surrogate caption (replaced)
+    index = json.loads((tmp_path / "run" / "shards" / "index.json").read_text())
+    assert index["samples"] == 3
+
+
+def test_everything_rejected_still_finishes(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"video": "nope.mp4", "caption": "a dog runs in a park"}\n')
+    config = load_config(CONFIGS / "demo.yaml", ["report.enabled=false"])
+    stats = run_pipeline(config, str(manifest), tmp_path / "run", runner="local")
+    assert [s["kept"] for s in stats] == [0, 0, 0, 0]
+    assert json.loads((tmp_path / "run" / "shards" / "index.json").read_text())["samples"] == 0
+
+
+def test_changing_the_stage_list_does_not_reuse_stale_stages(demo_corpus, tmp_path):
+    manifest = str(demo_corpus / "manifest.jsonl")
+    skip_langid = load_config(
+        CONFIGS / "demo.yaml", ["stages=[ingest, keyframes, shard]", "report.enabled=false"]
+    )
+    run_pipeline(skip_langid, manifest, tmp_path, runner="local")
+    full = load_config(CONFIGS / "demo.yaml", ["report.enabled=false"])
+    with pytest.raises(RunDirConflict, match="keyframes finished earlier on the output of ingest"):
+        run_pipeline(full, manifest, tmp_path, runner="local")
+
+
+def test_fresh_refuses_a_directory_that_is_not_a_run(tmp_path, demo_corpus):
+    (tmp_path / "precious.txt").write_text("keep me")
+    config = load_config(CONFIGS / "demo.yaml")
+    with pytest.raises(UserError, match="not a run directory"):
+        run_pipeline(config, str(demo_corpus / "manifest.jsonl"), tmp_path, runner="local", fresh=True)
+    assert (tmp_path / "precious.txt").exists()
+
+
+def test_stats_record_the_worker_plan(local_run):
+    for s in load_stats(local_run):
+        assert s["workers"]["workers"] == 1 and s["workers"]["batch_size"] > 0
+        assert s["worker_cpu_s"] > 0 and s["worker_peak_rss_mb"] > 0
+        assert s["upstream"] in ("manifest", "ingest", "langid", "keyframes")
