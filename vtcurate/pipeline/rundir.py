@@ -67,12 +67,32 @@ class RunDir:
         """Where the manifest is staged as parquet partitions before ingest runs."""
         return self.stage("ingest").path / "_input"
 
-    def finished_stages(self) -> list[str]:
-        return [name for name in FLOW if self.stage(name).done]
-
     def read_run_json(self) -> dict | None:
         return json.loads(self.run_json.read_text("utf-8")) if self.run_json.exists() else None
 
 
 def row_count(paths: list[Path]) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
+
+
+def read_columns(paths: list[Path], columns: list[str]) -> dict[str, list]:
+    """Columns of stage outputs as lists; a column a partition lacks reads as nulls."""
+    out: dict[str, list] = {c: [] for c in columns}
+    for path in paths:
+        names = set(pq.read_schema(path).names)
+        table = pq.read_table(path, columns=[c for c in columns if c in names])
+        for c in columns:
+            out[c].extend(table.column(c).to_pylist() if c in names else [None] * table.num_rows)
+    return out
+
+
+def read_rows(paths: list[Path], columns: list[str] | None = None, limit: int | None = None) -> list[dict]:
+    """Rows of stage outputs as dicts (all columns by default), stopping after `limit` rows."""
+    out: list[dict] = []
+    for path in paths:
+        names = pq.read_schema(path).names
+        table = pq.read_table(path, columns=[c for c in columns if c in names] if columns else None)
+        out.extend(table.to_pylist())
+        if limit is not None and len(out) >= limit:
+            return out[:limit]
+    return out

@@ -7,22 +7,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from vtcurate.config import FLOW
-from vtcurate.pipeline.rundir import RunDir, StageDir
+from vtcurate.pipeline.rundir import RunDir, StageDir, read_columns
 from vtcurate.stages.base import DROP_REASON
-
-
-def _columns(paths: list[Path], wanted: list[str]) -> dict[str, list]:
-    out: dict[str, list] = defaultdict(list)
-    for path in paths:
-        names = set(pq.ParquetFile(path).schema_arrow.names)
-        cols = [c for c in wanted if c in names]
-        table = pq.read_table(path, columns=cols)
-        for c in wanted:
-            out[c].extend(table.column(c).to_pylist() if c in names else [None] * table.num_rows)
-    return out
 
 
 def _summary(values: list) -> dict | None:
@@ -43,8 +31,8 @@ def _summary(values: list) -> dict | None:
 
 def stage_stats(name: str, sdir: StageDir, rows_in: int, score_columns: tuple[str, ...]) -> dict:
     wanted = ["lang", DROP_REASON, *score_columns]
-    kept = _columns(sdir.kept_parts(), wanted)
-    rejected = _columns(sdir.rejected_parts(), wanted)
+    kept = read_columns(sdir.kept_parts(), wanted)
+    rejected = read_columns(sdir.rejected_parts(), wanted)
     n_kept, n_rej = len(kept[DROP_REASON]), len(rejected[DROP_REASON])
     by_lang: dict[str, dict[str, int]] = defaultdict(lambda: {"kept": 0, "rejected": 0})
     for lang in kept["lang"]:

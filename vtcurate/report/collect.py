@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from vtcurate.config import FLOW
-from vtcurate.pipeline.rundir import RunDir
+from vtcurate.pipeline.rundir import RunDir, read_columns, read_rows
 from vtcurate.pipeline.stats import load_stats
 from vtcurate.stages.base import DROP_DETAIL, DROP_REASON
 
@@ -31,17 +31,6 @@ EXAMPLE_SCORES = (
     "duration", "width", "height", "codec", "lang", "lang_score", "lang_rule",
     "lang_fasttext", "han_ratio", "caption_length", "keyframe_backend",
 )  # fmt: skip
-
-
-def _rows(paths: list[Path], columns: list[str] | None = None, limit: int | None = None) -> list[dict]:
-    out: list[dict] = []
-    for path in paths:
-        names = pq.read_schema(path).names
-        cols = [c for c in columns if c in names] if columns else None
-        out.extend(pq.read_table(path, columns=cols).to_pylist())
-        if limit is not None and len(out) >= limit:
-            return out[:limit]
-    return out
 
 
 def _thumb(jpeg: bytes, side: int = THUMB_SIDE) -> str:
@@ -88,17 +77,35 @@ def _example(row: dict) -> dict:
     }
 
 
+def _examples(paths: list[Path], reasons: set[str], per_reason: int) -> dict[str, list[dict]]:
+    """Up to per_reason example rows per reason.  Reads only the reason column of each partition
+    until every reason has its examples, then just the chosen rows (frames included)."""
+    picked: dict[str, list[dict]] = defaultdict(list)
+    for path in paths:
+        need = {r: per_reason - len(picked[r]) for r in reasons if len(picked[r]) < per_reason}
+        if not need:
+            break
+        idx = []
+        for i, reason in enumerate(
+            pq.read_table(path, columns=[DROP_REASON]).column(DROP_REASON).to_pylist()
+        ):
+            if need.get(reason, 0) > 0:
+                idx.append(i)
+                need[reason] -= 1
+        if idx:
+            for row in pq.read_table(path).take(idx).to_pylist():
+                picked[row[DROP_REASON]].append(_example(row))
+    return picked
+
+
 def _rejections(rd: RunDir, stats: list[dict], per_reason: int) -> dict:
     out = {}
     for s in stats:
-        sdir = rd.stage(s["stage"])
-        examples: dict[str, list[dict]] = defaultdict(list)
-        for row in _rows(sdir.rejected_parts()):
-            if len(examples[row[DROP_REASON]]) < per_reason:
-                examples[row[DROP_REASON]].append(_example(row))
+        reasons = s["rejected_by_reason"]
+        examples = _examples(rd.stage(s["stage"]).rejected_parts(), set(reasons), per_reason)
         out[s["stage"]] = [
             {"reason": reason, "count": count, "examples": examples.get(reason, [])}
-            for reason, count in s["rejected_by_reason"].items()
+            for reason, count in reasons.items()
         ]
     return out
 
@@ -106,11 +113,10 @@ def _rejections(rd: RunDir, stats: list[dict], per_reason: int) -> dict:
 def _values(rd: RunDir, stage: str, columns: list[str]) -> dict[str, dict[str, list]]:
     """{'kept'|'rejected': {column: values}} of one stage."""
     sdir = rd.stage(stage)
-    out = {}
-    for side, parts in (("kept", sdir.kept_parts()), ("rejected", sdir.rejected_parts())):
-        rows = _rows(parts, columns)
-        out[side] = {c: [r.get(c) for r in rows] for c in columns}
-    return out
+    return {
+        "kept": read_columns(sdir.kept_parts(), columns),
+        "rejected": read_columns(sdir.rejected_parts(), columns),
+    }
 
 
 def _hist(values: list, edges: list[float]) -> dict:
@@ -181,7 +187,7 @@ def _distributions(rd: RunDir, config: dict, finished: set[str]) -> dict:
 def _normalisation_samples(rd: RunDir, limit: int) -> list[dict]:
     if not rd.stage("langid").done:
         return []
-    rows = _rows(rd.stage("langid").kept_parts(), ["clip_id", "lang", "caption_raw", "caption"])
+    rows = read_rows(rd.stage("langid").kept_parts(), ["clip_id", "lang", "caption_raw", "caption"])
     changed = [r for r in rows if (r["caption_raw"] or "").strip() != r["caption"]]
     return changed[:limit]
 
@@ -190,7 +196,7 @@ def _samples(rd: RunDir, stats: list[dict], limit: int) -> list[dict]:
     with_frames = [s["stage"] for s in stats if s["stage"] in ("keyframes", "shard")]
     if not with_frames or limit == 0:
         return []
-    rows = _rows(rd.stage(with_frames[0]).kept_parts(), limit=limit)
+    rows = read_rows(rd.stage(with_frames[0]).kept_parts(), limit=limit)
     out = []
     for row in rows:
         out.append({
@@ -213,7 +219,7 @@ def _answer_key(rd: RunDir, path: Path | None, finished: list[str]) -> dict | No
     cases = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
     rejected: dict[int, tuple[str, str]] = {}
     for name in finished:
-        for row in _rows(rd.stage(name).rejected_parts(), ["row", DROP_REASON, "clip_id"]):
+        for row in read_rows(rd.stage(name).rejected_parts(), ["row", DROP_REASON, "clip_id"]):
             rejected[row["row"]] = (name, row[DROP_REASON])
     planted_rows = {c["row"] for c in cases}
     out_cases = []
