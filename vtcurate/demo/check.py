@@ -9,56 +9,37 @@ import json
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from vtcurate.config import FLOW
 from vtcurate.pipeline.rundir import RunDir
-
-
-def _decisions(rd: RunDir) -> tuple[dict[int, tuple[str, str]], set[int], list[str]]:
-    """manifest row -> (stage, reason) for rejected rows; rows kept by the last stage; stages run."""
-    rejected: dict[int, tuple[str, str]] = {}
-    stages = [s for s in FLOW if rd.stage(s).done]
-    for name in stages:
-        for path in rd.stage(name).rejected_parts():
-            for row in pq.read_table(path, columns=["row", "drop_reason"]).to_pylist():
-                rejected[row["row"]] = (name, row["drop_reason"])
-    kept: set[int] = set()
-    if stages:
-        for path in rd.stage(stages[-1]).kept_parts():
-            kept.update(pq.read_table(path, columns=["row"]).column("row").to_pylist())
-    return rejected, kept, stages
+from vtcurate.pipeline.stats import load_stats
+from vtcurate.report.answer_key import WRONG, evaluate_answer_key
 
 
 def check(demo_dir: str | Path, run_dir: str | Path) -> tuple[list[str], list[str]]:
     """(report lines, failures)."""
-    key_file = Path(demo_dir) / "answer_key.jsonl"
-    key = [json.loads(line) for line in key_file.read_text("utf-8").splitlines()]
     rd = RunDir(run_dir)
-    rejected, kept, stages = _decisions(rd)
+    stats = load_stats(rd.root)
+    result = evaluate_answer_key(rd, Path(demo_dir) / "answer_key.jsonl", [s["stage"] for s in stats])
+    if result is None:
+        return [], [f"no answer_key.jsonl in {demo_dir}"]
     lines, failures = [], []
-    for case in key:
-        got = rejected.get(case["row"])
-        want_stage, want_reason = case["expect_stage"], case["expect_reason"]
-        if want_stage is not None and want_stage not in stages:
-            verdict = f"not checked (needs {want_stage})"
-            ok = got is None
-        elif want_stage is None:
-            ok = got is None and case["row"] in kept
-            verdict = "kept" if ok else f"WRONG: rejected at {got}"
-        else:
-            ok = got == (want_stage, want_reason)
-            verdict = f"rejected at {want_stage}: {want_reason}" if ok else f"WRONG: got {got}"
-        lines.append(f"  {'ok ' if ok else 'BAD'} {case['planted']:<45} {verdict}")
-        if not ok:
+    for case in result["cases"]:
+        got = f"{case['got_stage']}: {case['got_reason']}" if case["got_stage"] else "kept"
+        want = f"{case['expect_stage']}: {case['expect_reason']}" if case["expect_stage"] else "kept"
+        bad = case["status"] in WRONG
+        verdict = f"WRONG: expected {want}, got {got}" if bad else f"{case['status']} ({got})"
+        lines.append(f"  {'BAD' if bad else 'ok '} {case['planted']:<45} {verdict}")
+        if bad:
             failures.append(f"{case['id']} ({case['planted']}): {verdict}")
+    for drop in result["clean_wrongly_dropped"]:
+        lines.append(f"  BAD clean row {drop['row']} dropped at {drop['stage']}: {drop['reason']}")
+        failures.append(f"clean row {drop['row']} dropped at {drop['stage']}: {drop['reason']}")
     index = rd.shards / "index.json"
-    if index.exists():
-        samples = json.loads(index.read_text("utf-8"))["samples"]
-        ok = samples == len(kept)
-        lines.append(f"  {'ok ' if ok else 'BAD'} shards hold {samples} samples; last stage kept {len(kept)}")
+    if index.exists() and stats:
+        samples, kept = json.loads(index.read_text("utf-8"))["samples"], stats[-1]["kept"]
+        ok = samples == kept
+        lines.append(f"  {'ok ' if ok else 'BAD'} shards hold {samples} samples; last stage kept {kept}")
         if not ok:
-            failures.append(f"shards hold {samples} samples but the last stage kept {len(kept)}")
+            failures.append(f"shards hold {samples} samples but the last stage kept {kept}")
     return lines, failures
 
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from vtcurate.config import FLOW
 from vtcurate.pipeline.rundir import RunDir, read_columns, read_rows
 from vtcurate.pipeline.stats import load_stats
+from vtcurate.report.answer_key import evaluate_answer_key
 from vtcurate.stages.base import DROP_DETAIL, DROP_REASON
 
 SCHEMA_VERSION = 1
@@ -213,45 +214,6 @@ def _samples(rd: RunDir, stats: list[dict], limit: int) -> list[dict]:
     return out
 
 
-def _answer_key(rd: RunDir, path: Path | None, finished: list[str]) -> dict | None:
-    if path is None or not path.is_file():
-        return None
-    cases = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
-    rejected: dict[int, tuple[str, str]] = {}
-    for name in finished:
-        for row in read_rows(rd.stage(name).rejected_parts(), ["row", DROP_REASON, "clip_id"]):
-            rejected[row["row"]] = (name, row[DROP_REASON])
-    planted_rows = {c["row"] for c in cases}
-    out_cases = []
-    for case in cases:
-        got = rejected.get(case["row"])
-        want = (case["expect_stage"], case["expect_reason"]) if case["expect_stage"] else None
-        if want and want[0] not in finished:
-            status = "not_checked" if got is None else "dropped_elsewhere"
-        elif want is None:
-            status = "kept_as_expected" if got is None else "wrongly_dropped"
-        else:
-            status = "caught" if got == want else ("wrong_reason" if got else "missed")
-        out_cases.append({
-            **case, "got_stage": got[0] if got else None, "got_reason": got[1] if got else None,
-            "status": status,
-        })  # fmt: skip
-    clean_dropped = [
-        {"row": row, "stage": stage, "reason": reason}
-        for row, (stage, reason) in sorted(rejected.items())
-        if row not in planted_rows
-    ]
-    counts: dict[str, int] = defaultdict(int)
-    for c in out_cases:
-        counts[c["status"]] += 1
-    return {
-        "file": str(path),
-        "cases": out_cases,
-        "summary": dict(counts),
-        "clean_wrongly_dropped": clean_dropped,
-    }
-
-
 def _random_weight_models(provenance: Any, where: str = "") -> list[str]:
     """Paths of provenance entries that declare random weights."""
     found = []
@@ -311,5 +273,5 @@ def collect(run_dir: str | Path, answer_key: str | Path | None = None) -> dict:
             "models": provenance,
             "random_weights": _random_weight_models(provenance),
         },
-        "answer_key": _answer_key(rd, Path(answer_key) if answer_key else None, finished),
+        "answer_key": evaluate_answer_key(rd, Path(answer_key) if answer_key else None, finished),
     }

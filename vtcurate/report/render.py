@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vtcurate.pipeline.atomic import write_json, write_text
 from vtcurate.report import plots
+from vtcurate.report.answer_key import WRONG
 from vtcurate.report.collect import collect
 
 
@@ -42,7 +43,7 @@ def render_html(report: dict) -> str:
         "timing": plots.timing_chart(report["timing"]) if report["timing"] else "",
         "distributions": {k: plots.histogram_chart(d) for k, d in report["distributions"].items()},
     }
-    return env.get_template("report.html.j2").render(r=report, charts=charts)
+    return env.get_template("report.html.j2").render(r=report, charts=charts, wrong=WRONG)
 
 
 def write_report(run_dir: str | Path, answer_key: str | Path | None = None) -> Path:

@@ -1,0 +1,56 @@
+"""Check a run's decisions against an answer key: jsonl rows of
+`{"row": manifest row, "id", "planted": what, "expect_stage": stage or null, "expect_reason": code or null}`
+(the demo corpus writes one).  `expect_stage: null` means the row must survive every stage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from vtcurate.pipeline.rundir import RunDir, read_rows
+from vtcurate.stages.base import DROP_REASON
+
+# statuses that mean a stage decided wrongly
+WRONG = frozenset({"missed", "wrong_reason", "wrongly_dropped", "dropped_elsewhere"})
+
+
+def evaluate_answer_key(rd: RunDir, path: Path | None, finished: list[str]) -> dict | None:
+    """Each planted case's expected decision against the run's; None without an answer key."""
+    if path is None or not path.is_file():
+        return None
+    cases = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    rejected: dict[int, tuple[str, str]] = {}
+    for name in finished:
+        for row in read_rows(rd.stage(name).rejected_parts(), ["row", DROP_REASON, "clip_id"]):
+            rejected[row["row"]] = (name, row[DROP_REASON])
+    planted_rows = {c["row"] for c in cases}
+    out_cases = []
+    for case in cases:
+        got = rejected.get(case["row"])
+        want = (case["expect_stage"], case["expect_reason"]) if case["expect_stage"] else None
+        if want and want[0] not in finished:
+            status = "not_checked" if got is None else "dropped_elsewhere"
+        elif want is None:
+            status = "kept_as_expected" if got is None else "wrongly_dropped"
+        else:
+            status = "caught" if got == want else ("wrong_reason" if got else "missed")
+        out_cases.append({
+            **case, "got_stage": got[0] if got else None, "got_reason": got[1] if got else None,
+            "status": status,
+        })  # fmt: skip
+    clean_dropped = [
+        {"row": row, "stage": stage, "reason": reason}
+        for row, (stage, reason) in sorted(rejected.items())
+        if row not in planted_rows
+    ]
+    counts: dict[str, int] = defaultdict(int)
+    for c in out_cases:
+        counts[c["status"]] += 1
+    return {
+        "file": str(path),
+        "cases": out_cases,
+        "summary": dict(counts),
+        "clean_wrongly_dropped": clean_dropped,
+    }
