@@ -144,7 +144,6 @@ def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path]) -> dict:
     return {
         "seconds": seconds,
         "rows_processed": int(rows),  # this invocation; fewer than rows_in after a resume
-        "rows_per_s": rows / seconds if rows and seconds else None,
         "workers": runner.plan(stage, len(tasks)),
         "worker_cpu_s": worker_cpu,
         "worker_peak_rss_mb": worker_rss or None,
@@ -211,7 +210,8 @@ def run_pipeline(
                 timing["seconds"] += time.perf_counter() - t0
             if stats["kept"] + stats["rejected"] != stats["rows_in"]:
                 raise RuntimeError(f"{name}: kept + rejected != rows in ({stats})")
-            stats.update(timing, runner=run.name, upstream=upstream)
+            rate = timing["rows_processed"] / timing["seconds"] if timing["seconds"] else None
+            stats.update(timing, rows_per_s=rate, runner=run.name, upstream=upstream)
             write_json(stats, sdir.stats)
             info["stages"][name] = provenance
             write_json(info, rd.run_json)
