@@ -31,7 +31,7 @@ def _png(fig) -> str:
 
 def funnel_chart(funnel: list[dict]) -> str:
     """Per stage: kept rows stacked by language, then rejected rows, as horizontal bars."""
-    fig, ax = _figure(7.0, 0.6 + 0.55 * len(funnel))
+    fig, ax = _figure(7.0, 1.2 + 0.55 * len(funnel))
     stages = [f["stage"] for f in funnel][::-1]
     langs = sorted({lang for f in funnel for lang, v in f["by_language"].items() if v["kept"]})
     left = [0] * len(stages)
@@ -46,7 +46,7 @@ def funnel_chart(funnel: list[dict]) -> str:
         ax.text(k + r, y, f"  {k} kept / {k + r} in", va="center", fontsize=8)
     ax.set_xlabel("rows")
     ax.set_xlim(0, max(a + b for a, b in zip(left, rejected)) * 1.35 or 1)
-    ax.legend(fontsize=8, loc="lower right", frameon=False)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=4, frameon=False)
     return _png(fig)
 
 
