@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pyarrow as pa
 import pytest
@@ -119,3 +120,42 @@ def test_stats_record_the_worker_plan(local_run):
         assert s["workers"]["workers"] == 1 and s["workers"]["batch_size"] > 0
         assert s["worker_cpu_s"] > 0 and s["worker_peak_rss_mb"] > 0
         assert s["upstream"] in ("manifest", "ingest", "langid", "keyframes")
+
+
+def test_partial_stage_from_another_upstream_is_redone(demo_corpus, tmp_path):
+    manifest = str(demo_corpus / "manifest.jsonl")
+    overrides = ["stages=[ingest, keyframes, shard]", "report.enabled=false", "partition_rows=8"]
+    run_pipeline(load_config(CONFIGS / "demo.yaml", overrides), manifest, tmp_path, runner="local")
+    keyframes = tmp_path / "stages" / "02_keyframes"
+    (keyframes / "_SUCCESS").unlink()  # as if the driver died in keyframes
+    sorted((keyframes / "kept").glob("*.parquet"))[-1].unlink()
+    shutil.rmtree(tmp_path / "stages" / "07_shard")
+    full = load_config(CONFIGS / "demo.yaml", ["report.enabled=false", "partition_rows=8"])
+    stats = {s["stage"]: s for s in run_pipeline(full, manifest, tmp_path, runner="local")}
+    assert stats["keyframes"]["resumed_partitions"] == 0  # nothing made from ingest's output reused
+    assert stats["keyframes"]["rows_in"] == stats["langid"]["kept"]
+    index = json.loads((tmp_path / "shards" / "index.json").read_text())
+    assert {lang for s in index["shards"] for lang in s["languages"]} == {"en", "zh"}
+
+
+def test_changed_manifest_contents_are_refused(demo_corpus, tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text((demo_corpus / "manifest.jsonl").read_text())
+    config = load_config(CONFIGS / "demo.yaml", ["report.enabled=false", "stages=[ingest]"])
+    run_pipeline(config, str(manifest), tmp_path / "run", runner="local")
+    manifest.write_text(manifest.read_text() + '{"video": "x.mp4", "caption": "one more row"}\n')
+    with pytest.raises(RunDirConflict, match="input contents"):
+        run_pipeline(config, str(manifest), tmp_path / "run", runner="local")
+
+
+def test_relative_paths_are_resolved(demo_corpus, tmp_path, monkeypatch):
+    from vtcurate.report.collect import collect
+
+    monkeypatch.chdir(demo_corpus.parent)
+    config = load_config(CONFIGS / "demo.yaml", ["report.enabled=false", "stages=[ingest, langid]"])
+    run_pipeline(config, f"{demo_corpus.name}/manifest.jsonl", "rel-run", runner="local")  # both relative
+    info = json.loads((demo_corpus.parent / "rel-run" / "run.json").read_text())
+    assert info["input"] == str(demo_corpus / "manifest.jsonl")
+    monkeypatch.chdir(tmp_path)  # the report finds the answer key from anywhere
+    report = collect(demo_corpus.parent / "rel-run")
+    assert report["answer_key"]["summary"]["caught"] == 9  # ingest and langid catch all nine

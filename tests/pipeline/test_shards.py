@@ -52,6 +52,8 @@ def test_sample_keys_are_tar_safe_and_unique():
     assert all(k and all(c.isalnum() or c in "_-" for c in k) for k in keys)
     assert len(set(keys)) == len(keys)
     assert sample_key("a.b") != sample_key("a_b")
+    # an id that looks like another id's cleaned key does not take that key
+    assert sample_key(sample_key("a.b")) != sample_key("a.b")
 
 
 def test_split_is_deterministic_and_proportional():

@@ -31,5 +31,7 @@ def test_stage_constructors_are_cheap_and_picklable(demo_config):
 
     for name in IMPLEMENTED:
         stage = build_stage(name, demo_config)
+        # cheap: nothing is loaded before setup() (langid's model is a lazily cached property)
+        assert not {k for k in vars(stage) if k.startswith("_")}, f"{name} loaded state in __init__"
         clone = pickle.loads(pickle.dumps(stage))
         assert clone.config == stage.config and clone.resources == stage.resources

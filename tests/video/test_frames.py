@@ -85,3 +85,32 @@ def test_iframe_mode_lands_on_intra_frames():
     step = info.duration / 8
     segments_with_intra = sum(any(i * step <= k < (i + 1) * step for k in key_times) for i in range(8))
     assert on_intra == segments_with_intra
+
+
+def test_pyav_iframe_mode_decodes_one_frame_per_segment(tmp_path, monkeypatch):
+    import random
+
+    from vtcurate.demo.corpus import ClipSpec, render, write_h264
+    from vtcurate.video import frames as frames_mod
+
+    path = tmp_path / "gop.mp4"  # 8 s at 12 fps with a 1 s GOP: an intra frame in every segment
+    write_h264(path, render(ClipSpec("red", "circle", "from left to right"), random.Random(0), seconds=8.0))
+    decoded = []
+    real = frames_mod._pyav_frame_at
+
+    class Counting:
+        def __init__(self, container):
+            self._c = container
+
+        def __getattr__(self, name):
+            return getattr(self._c, name)
+
+        def decode(self, *args, **kwargs):
+            for frame in self._c.decode(*args, **kwargs):
+                decoded.append(frame.pts)
+                yield frame
+
+    monkeypatch.setattr(frames_mod, "_pyav_frame_at", lambda c, *a, **k: real(Counting(c), *a, **k))
+    frames = read_keyframes(str(path), 0.0, 8.0, 8, "iframe", ["pyav"])
+    assert frames.times == [float(i) for i in range(8)]
+    assert len(decoded) == 8

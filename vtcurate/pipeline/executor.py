@@ -15,7 +15,7 @@ from pathlib import Path
 from vtcurate.config import FLOW, PipelineConfig
 from vtcurate.errors import UserError
 from vtcurate.pipeline import manifest as mf
-from vtcurate.pipeline.atomic import touch, write_json, write_parquet
+from vtcurate.pipeline.atomic import touch, write_json, write_parquet, write_text
 from vtcurate.pipeline.partition import PartitionTask, peak_rss_mb
 from vtcurate.pipeline.progress import Progress
 from vtcurate.pipeline.rundir import SUCCESS, RunDir, StageDir, row_count
@@ -46,10 +46,11 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def fingerprint(config: PipelineConfig, manifest: str) -> str:
-    """What a resumed run must share with the first one: input and every decision-making key."""
+def fingerprint(config: PipelineConfig, manifest: str, digest: str) -> str:
+    """What a resumed run must share with the first one: the input (path and bytes) and every
+    decision-making key (not the runner, Ray settings, stage list or report options)."""
     body = config.model_dump(mode="json", exclude={"name", "runner", "ray", "stages", "report"})
-    blob = json.dumps({"input": manifest, "config": body}, sort_keys=True)
+    blob = json.dumps({"input": manifest, "input_sha256": digest, "config": body}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -63,12 +64,15 @@ def prepare_run_dir(rd: RunDir, config: PipelineConfig, manifest: str, fresh: bo
         if any(rd.root.iterdir()) and not rd.run_json.exists():
             raise UserError(f"--fresh refuses to delete {rd.root}: it is not a run directory (no run.json)")
         shutil.rmtree(rd.root)
-    fp = fingerprint(config, manifest)
+    digest = mf.manifest_digest(manifest)
+    fp = fingerprint(config, manifest, digest)
     previous = rd.read_run_json()
     if previous and previous.get("fingerprint") != fp:
         changed = _diff_sections(previous.get("config", {}), config.model_dump(mode="json"))
         if previous.get("input") != manifest:
             changed.insert(0, "input")
+        elif previous.get("input_sha256") != digest:
+            changed.insert(0, "input contents")
         raise RunDirConflict(
             f"{rd.root} holds a run with a different input or config (changed: {changed}); "
             "use another --run-dir, or --fresh to discard it"
@@ -78,7 +82,9 @@ def prepare_run_dir(rd: RunDir, config: PipelineConfig, manifest: str, fresh: bo
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "fingerprint": fp,
         "input": manifest,
+        "input_sha256": digest,
         "stages": {},
+        "invocations": [],
     }
     info.update(config=config.model_dump(mode="json"), versions=package_versions())
     write_json(info, rd.run_json)
@@ -123,6 +129,19 @@ def stage_manifest(rd: RunDir, manifest: str, partition_rows: int) -> int:
         rows += table.num_rows
     touch(out / SUCCESS)
     return rows
+
+
+def _claim_stage_dir(sdir: StageDir, upstream: str) -> None:
+    """Partitions of an unfinished stage are reused only if they were made from the same upstream."""
+    marker = sdir.path / "_upstream"
+    previous = marker.read_text("utf-8") if marker.exists() else None
+    if previous != upstream and (sdir.kept.exists() or sdir.rejected.exists()):
+        log.warning(
+            "%s: discarding partial output made from %s (now fed from %s)", sdir.path.name, previous, upstream
+        )
+        shutil.rmtree(sdir.kept, ignore_errors=True)
+        shutil.rmtree(sdir.rejected, ignore_errors=True)
+    write_text(upstream, marker)
 
 
 def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path]) -> dict:
@@ -179,6 +198,7 @@ def run_pipeline(
 ) -> list[dict]:
     """Run `stages` (default: the config's) and return the stats of those that ran or were done."""
     rd = RunDir(Path(run_dir).resolve())  # workers on other nodes must not resolve it against their cwd
+    manifest = mf.resolve_input(manifest)
     selected = stages or config.stages
     bad = [s for s in selected if s not in config.stages]
     if bad:
@@ -188,6 +208,11 @@ def run_pipeline(
     results = []
     with make_runner(runner or config.runner, config.ray, ray_address) as run:
         info["runner"] = run.describe()
+        info.setdefault("invocations", []).append({
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "runner": info["runner"]["runner"],
+            "stages": selected,
+        })  # fmt: skip
         write_json(info, rd.run_json)
         for name in selected:
             sdir = rd.stage(name)
@@ -200,6 +225,7 @@ def run_pipeline(
             if name == "ingest":
                 stage_manifest(rd, manifest, config.partition_rows)
             inputs = _stage_input(rd, name, upstream)
+            _claim_stage_dir(sdir, upstream)
             timing = run_stage(run, stage, sdir, inputs)
             provenance = stage.provenance()
             stats = stage_stats(name, sdir, row_count(inputs), stage.score_columns)

@@ -46,10 +46,10 @@ class ManifestError(UserError, ValueError):
 
 def _format(path: str) -> str:
     name = path.lower().split("?")[0]
-    for suffix, fmt in ((".jsonl", "jsonl"), (".json", "jsonl"), (".csv", "csv"), (".parquet", "parquet")):
+    for suffix, fmt in ((".jsonl", "jsonl"), (".json", "json"), (".csv", "csv"), (".parquet", "parquet")):
         if name.endswith((suffix, suffix + ".gz")):
             return fmt
-    raise ManifestError(f"{path}: unknown manifest format (expected .jsonl, .csv or .parquet)")
+    raise ManifestError(f"{path}: unknown manifest format (expected .jsonl, .json, .csv or .parquet)")
 
 
 def _check_columns(columns: list[str] | set[str], path: str) -> None:
@@ -86,8 +86,29 @@ def _raw_rows(path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
                 else:
                     yield row
             return
-        checked = False
-        for line in text:
+        if fmt == "json":
+            yield from _json_array(text.read(), path)
+            return
+        yield from _jsonl(text, path)
+
+
+def _not_object(value: Any) -> tuple[str, str]:
+    return ("bad_manifest_row", f"expected a JSON object, got {type(value).__name__}")
+
+
+def _json_array(body: str, path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
+    try:
+        records = json.loads(body)
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{path}: not a JSON array ({err}); use .jsonl for one object per line") from None
+    if not isinstance(records, list):
+        raise ManifestError(f"{path}: expected a JSON array of objects, got {type(records).__name__}")
+    yield from _checked((r if isinstance(r, dict) else _not_object(r) for r in records), path)
+
+
+def _jsonl(lines, path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
+    def parsed():
+        for line in lines:
             if not line.strip():
                 continue
             try:
@@ -95,13 +116,20 @@ def _raw_rows(path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
             except json.JSONDecodeError as err:
                 yield ("bad_manifest_row", f"invalid JSON: {err}")
                 continue
-            if not isinstance(row, dict):
-                yield ("bad_manifest_row", f"expected a JSON object, got {type(row).__name__}")
-                continue
-            if not checked:
-                _check_columns(row.keys(), path)
-                checked = True
-            yield row
+            yield row if isinstance(row, dict) else _not_object(row)
+
+    yield from _checked(parsed(), path)
+
+
+def _checked(rows, path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
+    """JSON has no header: a row lacking a key has it null, and a required key that no row has
+    fails the manifest once all rows are read (still before any stage runs)."""
+    seen: set[str] = set()
+    for row in rows:
+        if isinstance(row, dict):
+            seen.update(row)
+        yield row
+    _check_columns(seen, path)
 
 
 def _float(value: Any) -> float | None:
@@ -122,7 +150,9 @@ def _resolve(video: str, base: str) -> str:
 
 
 def derived_id(video: str, start: float | None, end: float | None) -> str:
-    return hashlib.sha1(f"{video}|{start}|{end}".encode()).hexdigest()[:16]
+    """Stable id: the video as the manifest writes it (so moving a corpus keeps its ids) and the
+    span with start defaulting to 0 (so `start: 0` and no start are the same clip)."""
+    return hashlib.sha1(f"{video}|{start or 0.0}|{end}".encode()).hexdigest()[:16]
 
 
 def _text(value: Any) -> str:
@@ -142,8 +172,8 @@ def _normalise(raw: dict[str, Any], base: str) -> dict[str, Any]:
         problems.append(f"id is a {type(given).__name__}")
     if problems:
         row.update(manifest_error="bad_manifest_row", manifest_detail="; ".join(problems))
-    video = "" if video is None else _text(video)
-    row["video"] = _resolve(video.strip(), base) if video.strip() else video
+    video = "" if video is None else _text(video).strip()
+    row["video"] = _resolve(video, base) if video else video
     row["caption"] = "" if caption is None else _text(caption)
     hint = raw.get("lang_hint")
     row["lang_hint"] = None if hint in (None, "") else _text(hint)
@@ -152,10 +182,27 @@ def _normalise(raw: dict[str, Any], base: str) -> dict[str, Any]:
     except (TypeError, ValueError) as err:
         if not row["manifest_error"]:
             row.update(manifest_error="bad_span", manifest_detail=f"start/end: {err}")
-    row["clip_id"] = (
-        _text(given) if given not in (None, "") else derived_id(row["video"], row["start"], row["end"])
-    )
+    row["clip_id"] = _text(given) if given not in (None, "") else derived_id(video, row["start"], row["end"])
     return row
+
+
+def resolve_input(path: str) -> str:
+    """Local paths absolute (a resumed run must find the same file from any directory)."""
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def manifest_digest(path: str) -> str:
+    """sha256 of the manifest's bytes: a resumed run must read the same manifest, not just the same name."""
+    import fsspec
+
+    fs, fpath = fsspec.core.url_to_fs(path)
+    if not fs.isfile(fpath):
+        raise ManifestError(f"manifest not found: {path}")
+    digest = hashlib.sha256()
+    with fs.open(fpath, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_manifest(path: str) -> Iterator[dict[str, Any]]:
@@ -180,9 +227,10 @@ def read_manifest(path: str) -> Iterator[dict[str, Any]]:
         else:
             row = _normalise(raw, base)
         row["row"] = n
-        first = seen.setdefault(row["clip_id"], n)
-        if first != n and not row["manifest_error"]:
-            row.update(manifest_error="duplicate_id", manifest_detail=f"id first seen at row {first}")
+        if not row["manifest_error"]:  # a row rejected anyway does not claim its id
+            first = seen.setdefault(row["clip_id"], n)
+            if first != n:
+                row.update(manifest_error="duplicate_id", manifest_detail=f"id first seen at row {first}")
         yield row
 
 

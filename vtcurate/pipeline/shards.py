@@ -96,7 +96,8 @@ def inspect_tar(path: str | Path, n: int = 5) -> list[str]:
     """Human-readable lines about the first n samples (0: all) of one shard."""
     import cv2
 
-    samples: dict[str, dict[str, bytes]] = {}
+    samples: dict[str, dict[str, bytes]] = {}  # only the first n samples' bytes are kept
+    keys: set[str] = set()
     try:
         tar = tarfile.open(path)  # noqa: SIM115 - closed by the with below
     except (OSError, tarfile.TarError) as err:
@@ -106,10 +107,12 @@ def inspect_tar(path: str | Path, n: int = 5) -> list[str]:
             if not member.isfile():
                 continue
             key, _, ext = member.name.rpartition("/")[2].partition(".")
-            fh = tar.extractfile(member)
-            samples.setdefault(key, {})[ext] = fh.read() if fh else b""
-    lines = [f"{path}: {len(samples)} samples"]
-    for key, files in list(samples.items())[: n or None]:
+            keys.add(key)
+            if key in samples or not n or len(samples) < n:
+                fh = tar.extractfile(member)
+                samples.setdefault(key, {})[ext] = fh.read() if fh else b""
+    lines = [f"{path}: {len(keys)} samples"]
+    for key, files in samples.items():
         meta = json.loads(files.get("json", b"{}"))
         frames = [files[k] for k in sorted(files, key=lambda k: (len(k), k)) if _FRAME.match(k)]
         sizes = {

@@ -25,11 +25,18 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _NOT_META = {"frames", DROP_REASON, DROP_DETAIL}
 
 
+_HASHED = re.compile(r"-[0-9a-f]{10}$")
+
+
 def sample_key(clip_id: str) -> str:
     """A tar-safe WebDataset key: [A-Za-z0-9_-] only (webdataset splits keys at the first dot,
-    and a slash would make a member escape its directory); a hash suffix keeps it unique."""
+    and a slash would make a member escape its directory).
+
+    A safe id is its own key.  Any other id, and any id that already ends like a hash suffix,
+    becomes `<cleaned id>-<10 hex digits of its sha1>`, so a cleaned key can never equal another
+    clip's own id, and clip ids (unique after ingest) give unique keys."""
     safe = _UNSAFE.sub("_", clip_id)[:80]
-    if safe == clip_id and safe:
+    if safe == clip_id and safe and not _HASHED.search(safe):
         return safe
     return f"{safe}-{hashlib.sha1(clip_id.encode()).hexdigest()[:10]}"
 

@@ -7,7 +7,8 @@ import re
 import unicodedata
 from functools import lru_cache
 
-_SCRIPT_BLOCK = re.compile(r"<(script|style)\b[^>]*>.*?(</\1\s*>|$)", re.IGNORECASE | re.DOTALL)
+# only a closed block: "a tutorial on the <style> element" keeps its words
+_SCRIPT_BLOCK = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 # a tag starts with a letter or `/`: "temperature < 5 and wind > 10" is not markup
 _TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]{0,500}>", re.DOTALL)
 _URL = re.compile(r"(?:https?://|ftp://|www\.)\S+", re.IGNORECASE)
@@ -23,10 +24,14 @@ BOILERPLATE = (
     r"\b(?:shutterstock|pond5|istock|getty ?images|storyblocks|videoblocks|adobe stock)\b",
     r"(?-i:\b(?:4K|8K|UHD|Ultra HD|ULTRA HD|Full HD|FULL HD|FullHD|HD|HDR)\b)",
     r"\b(?:1080p|720p|2160p|4320p)\b",
-    r"\b\d{2,3} ?fps\b",
     r"\b(?:clip|video|footage|id|item)\s*(?:id|no\.?|number)?\s*[:#]?\s*\d{5,}\b",
-    r"\b\d{6,}\b",
     r"(?:4K|8K|高清|超清|蓝光|藍光)*(?:视频|視頻)?素材",
+)
+# Tags that are words elsewhere ("120 fps of a bird", "100000 people"): removed only at either end
+# of the caption, where stock sites append them.
+_EDGE_TAG = r"(?:\d{6,}|\d{2,3} ?fps)"
+_EDGE_TAGS = re.compile(
+    rf"^(?:[\s\-–—|,;:/#]*{_EDGE_TAG}\b)+|(?:\b{_EDGE_TAG}[\s\-–—|,;:/#]*)+$", re.IGNORECASE
 )
 _SPACE = re.compile(r"\s+")
 _EDGE = " \t-–—|,;:/\\·•"
@@ -54,7 +59,8 @@ def normalize_caption(text: str | None, extra_boilerplate: tuple[str, ...] = ())
     text = _URL.sub(" ", text)
     text = _EMOJI.sub(" ", text)
     text = _boilerplate_re(tuple(extra_boilerplate)).sub(" ", text)
-    text = _SPACE.sub(" ", text)
+    text = _SPACE.sub(" ", text).strip(_EDGE)
+    text = _EDGE_TAGS.sub(" ", text)
     # boilerplate removal leaves separators such as " - " behind; trim them and empty brackets
     text = re.sub(r"\(\s*\)|\[\s*\]|（\s*）", " ", text)
     text = re.sub(r"\s+([,.;:!?])", r"\1", text)

@@ -3,7 +3,7 @@
 fastText weighs the writing system poorly on short text (a pure-Han sentence can come back as
 `ja` or `wuu`), so the Chinese decision also looks at the share of Han characters.  A unit is one
 Han character or one run of other letters (a Latin word): "这个视频展示了 how to cook pasta 的步骤"
-has 11 Han units and 4 Latin units, so it is Chinese; "a trip to Beijing 北京" is not.
+has 10 Han units and 4 Latin units, so it is Chinese; "a trip to Beijing 北京" is not.
 """
 
 from __future__ import annotations

@@ -73,9 +73,10 @@ def read_decord(src: str | IO[bytes], start: float, end: float, n: int, mode: st
 LOOKAHEAD_FRAMES = 4
 
 
-def _pyav_frame_at(container, stream, t: float, t0: int) -> tuple[np.ndarray, float]:
+def _pyav_frame_at(container, stream, t: float, t0: int, intra: bool = False) -> tuple[np.ndarray, float]:
     """Seek to the intra frame before t, decode forward, return the frame displayed at t:
-    the largest presentation time <= t (the earliest frame if the seek landed past t)."""
+    the largest presentation time <= t (the earliest frame if the seek landed past t).
+    `intra`: t is an intra frame's own time, so the first frame decoded after the seek is it."""
     tb = float(stream.time_base)
     container.seek(t0 + int(t / tb), stream=stream, backward=True, any_frame=False)
     chosen, earliest, past = None, None, 0
@@ -83,6 +84,9 @@ def _pyav_frame_at(container, stream, t: float, t0: int) -> tuple[np.ndarray, fl
         if frame.pts is None:
             continue
         ft = (frame.pts - t0) * tb
+        if intra and abs(ft - t) <= 1e-6:
+            chosen = (frame, ft)
+            break
         if ft <= t + 1e-6:
             if chosen is None or ft > chosen[1]:
                 chosen = (frame, ft)
@@ -112,12 +116,14 @@ def read_pyav(src: str | IO[bytes], start: float, end: float, n: int, mode: str,
             stream.codec_context.thread_count = threads
         t0 = stream.start_time or 0
         targets = segment_targets(start, end, n)
+        key_times = np.asarray([])
         if mode == "iframe":
             key_times = _pyav_key_times(container, stream, t0)
             targets = _snap_to_intra(targets, _segment_bounds(start, end, n), key_times)
         images, times = [], []
         for t in targets:
-            image, ft = _pyav_frame_at(container, stream, t, t0)
+            intra = bool(key_times.size) and bool(np.any(np.abs(key_times - t) <= 1e-9))
+            image, ft = _pyav_frame_at(container, stream, t, t0, intra)
             images.append(image)
             times.append(float(ft))
         fps = float(stream.average_rate or 0) or 0.0
