@@ -34,29 +34,33 @@ EXAMPLE_SCORES = (
 )  # fmt: skip
 
 
-def _thumb(jpeg: bytes, side: int = THUMB_SIDE) -> str:
+def _thumb_image(img) -> str:
+    """An RGB image as a small JPEG data URI."""
+    from vtcurate.video.frames import encode_jpeg, resize_short_side
+
+    small = encode_jpeg(resize_short_side(img, THUMB_SIDE), 80)
+    return "data:image/jpeg;base64," + base64.b64encode(small).decode("ascii")
+
+
+def _thumb(jpeg: bytes) -> str:
     import cv2
     import numpy as np
 
-    from vtcurate.video.frames import encode_jpeg, resize_short_side
-
-    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-    small = encode_jpeg(resize_short_side(img, side), 80)
-    return "data:image/jpeg;base64," + base64.b64encode(small).decode("ascii")
+    return _thumb_image(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1])
 
 
 def _thumb_from_video(row: dict) -> str | None:
     """One middle frame for rows rejected before key-frames existed (videos that did open)."""
     if row.get("duration") is None:
         return None
-    from vtcurate.video.frames import encode_jpeg, read_keyframes
+    from vtcurate.video.frames import read_keyframes
 
     try:
         frames = read_keyframes(row["video"], row.get("span_start") or 0.0,
                                 row.get("span_end") or row["duration"], 1)  # fmt: skip
     except Exception:  # noqa: BLE001 - a missing thumbnail is not an error of the report
         return None
-    return _thumb(encode_jpeg(frames.images[0], 90))
+    return _thumb_image(frames.images[0])
 
 
 def _example(row: dict) -> dict:
@@ -188,8 +192,12 @@ def _distributions(rd: RunDir, config: dict, finished: set[str]) -> dict:
 def _normalisation_samples(rd: RunDir, limit: int) -> list[dict]:
     if not rd.stage("langid").done:
         return []
-    rows = read_rows(rd.stage("langid").kept_parts(), ["clip_id", "lang", "caption_raw", "caption"])
-    changed = [r for r in rows if (r["caption_raw"] or "").strip() != r["caption"]]
+    changed: list[dict] = []
+    for part in rd.stage("langid").kept_parts():  # stop reading once `limit` are found
+        rows = read_rows([part], ["clip_id", "lang", "caption_raw", "caption"])
+        changed += [r for r in rows if (r["caption_raw"] or "").strip() != r["caption"]]
+        if len(changed) >= limit:
+            break
     return changed[:limit]
 
 
