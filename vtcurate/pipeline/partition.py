@@ -7,10 +7,12 @@ row, so one bad row is rejected with the error as its reason instead of failing 
 
 from __future__ import annotations
 
+import json
 import resource
 import time
 import traceback
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import pyarrow as pa
@@ -29,6 +31,10 @@ class PartitionTask:
     source: str
     kept: str
     rejected: str
+    # run: call the stage, split kept/rejected.  score: call the stage, write every row to `kept`
+    # (a global_plan stage's first step).  apply: apply the plan at `plan` to a scored partition.
+    mode: str = "run"
+    plan: str | None = None
 
 
 @dataclass(frozen=True)
@@ -88,14 +94,27 @@ def apply_stage(stage: Stage, table: pa.Table) -> pa.Table:
     return out
 
 
+@lru_cache(maxsize=4)
+def _load_plan(path: str) -> dict:
+    return json.loads(Path(path).read_text("utf-8"))
+
+
 def run_partition(stage: Stage, task: PartitionTask) -> PartitionResult:
     t0, cpu0 = time.perf_counter(), time.process_time()
     table = pq.read_table(task.source)
-    out = apply_stage(stage, table)
+    if task.mode == "apply":
+        out = stage.apply_plan(table, _load_plan(task.plan))
+        if out.num_rows != table.num_rows:
+            raise ConservationError(f"stage {stage.name}: apply_plan changed the number of rows")
+    else:
+        out = apply_stage(stage, table)
     dropped = pc.is_valid(out.column(DROP_REASON))
     kept, rejected = out.filter(pc.invert(dropped)), out.filter(dropped)
-    write_parquet(rejected, Path(task.rejected))
-    write_parquet(kept, Path(task.kept))  # written last: its presence marks the partition done
+    if task.mode == "score":
+        write_parquet(out, Path(task.kept))
+    else:
+        write_parquet(rejected, Path(task.rejected))
+        write_parquet(kept, Path(task.kept))  # written last: its presence marks the partition done
     return PartitionResult(
         task.part, table.num_rows, kept.num_rows, rejected.num_rows,
         time.perf_counter() - t0, time.process_time() - cpu0, peak_rss_mb(),

@@ -31,6 +31,15 @@ class StageDir:
         return self.path / "rejected"
 
     @property
+    def scored(self) -> Path:
+        """global_plan stages: every row, scored, before the run-wide plan decides them."""
+        return self.path / "scored"
+
+    @property
+    def plan(self) -> Path:
+        return self.path / "plan.json"
+
+    @property
     def stats(self) -> Path:
         return self.path / "stats.json"
 

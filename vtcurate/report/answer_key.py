@@ -26,12 +26,21 @@ def evaluate_answer_key(rd: RunDir, path: Path | None, finished: list[str]) -> d
         for row in read_rows(rd.stage(name).rejected_parts(), ["row", DROP_REASON, "clip_id"]):
             rejected[row["row"]] = (name, row[DROP_REASON])
     planted_rows = {c["row"] for c in cases}
+    # a stage that scored but did not drop (random model weights) cannot have caught anything
+    unenforced = {
+        name
+        for name in finished
+        if rd.stage(name).stats.exists()
+        and json.loads(rd.stage(name).stats.read_text("utf-8")).get("decisions_enforced") is False
+    }
     out_cases = []
     for case in cases:
         got = rejected.get(case["row"])
         want = (case["expect_stage"], case["expect_reason"]) if case["expect_stage"] else None
         if want and want[0] not in finished:
             status = "not_checked" if got is None else "dropped_elsewhere"
+        elif want and want[0] in unenforced and got is None:
+            status = "not_enforced"
         elif want is None:
             status = "kept_as_expected" if got is None else "wrongly_dropped"
         else:

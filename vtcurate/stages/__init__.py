@@ -6,12 +6,28 @@ from vtcurate.stages.base import Stage
 
 
 def stage_classes() -> dict[str, type[Stage]]:
+    from vtcurate.stages.aux_caption import AuxCaptionStage
+    from vtcurate.stages.clip_filter import ClipFilterStage
+    from vtcurate.stages.dedup import DedupStage
     from vtcurate.stages.ingest import IngestStage
     from vtcurate.stages.keyframes import KeyframesStage
     from vtcurate.stages.langid import LangIdStage
+    from vtcurate.stages.rewrite import RewriteStage
     from vtcurate.stages.shard import ShardStage
 
-    return {cls.name: cls for cls in (IngestStage, LangIdStage, KeyframesStage, ShardStage)}
+    return {
+        cls.name: cls
+        for cls in (
+            IngestStage,
+            LangIdStage,
+            KeyframesStage,
+            ClipFilterStage,
+            DedupStage,
+            RewriteStage,
+            AuxCaptionStage,
+            ShardStage,
+        )
+    }
 
 
 def build_stage(name: str, config) -> Stage:

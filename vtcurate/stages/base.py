@@ -5,11 +5,17 @@ A stage is cheap to construct and picklable; it loads models in `setup()`, once 
 and `drop_reason` / `drop_detail` set on the rows it rejects (null on kept rows).  Scoring and
 deciding are separate methods so that a decision can be re-applied from the scores alone.
 Stages know nothing of Ray or Beam: runners read `resources` and map stages over partitions.
+
+A decision that needs the whole run (a top-fraction threshold, duplicate groups across
+partitions) is made in three steps: `__call__` scores every partition, `plan(scored_parts)` reads
+just the columns it needs from all of them in the driver and returns a small JSON-able plan, and
+`apply_plan(table, plan)` decides each partition from it.  Stages that work so set `global_plan`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -34,9 +40,15 @@ class Stage:
     output_columns: ClassVar[tuple[str, ...]] = ()
     # Numeric columns summarised in stats.json.
     score_columns: ClassVar[tuple[str, ...]] = ()
+    # True: decisions come from plan()/apply_plan() after every partition was scored.
+    global_plan: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config
+        # Set by the executor: a directory this stage may keep state in across runs (caches), and
+        # the partitions it reads (a stage may read a whole column of them in setup()).
+        self.work_dir: Path | None = None
+        self.inputs: list[Path] = []
 
     @property
     def resources(self) -> Resources:
@@ -55,6 +67,18 @@ class Stage:
     def __call__(self, batch: pa.Table) -> pa.Table:
         raise NotImplementedError
 
+    def plan(self, scored: list[Path]) -> dict:
+        """global_plan stages: the decision plan, from the scored partitions of the whole run."""
+        raise NotImplementedError
+
+    def apply_plan(self, table: pa.Table, plan: dict) -> pa.Table:
+        """global_plan stages: decide a scored partition; rows dropped while scoring stay dropped."""
+        raise NotImplementedError
+
+    def summary(self) -> dict:
+        """Stage-specific facts for stats.json (e.g. whether its model weights are random)."""
+        return {}
+
 
 def with_decisions(table: pa.Table, reasons: list[str | None], details: list[str | None]) -> pa.Table:
     """Set drop_reason/drop_detail on a table, replacing any previous stage's values."""
@@ -63,6 +87,14 @@ def with_decisions(table: pa.Table, reasons: list[str | None], details: list[str
             table = table.drop_columns([col])
     table = table.append_column(DROP_REASON, pa.array(reasons, pa.string()))
     return table.append_column(DROP_DETAIL, pa.array(details, pa.string()))
+
+
+def keep_earlier_drops(table: pa.Table, reasons: list[str | None], details: list[str | None]) -> pa.Table:
+    """with_decisions for apply_plan: a row already dropped while scoring keeps its reason."""
+    old_r = table.column(DROP_REASON).to_pylist()
+    old_d = table.column(DROP_DETAIL).to_pylist()
+    merged = [(r0, d0) if r0 else (r, d) for r0, d0, r, d in zip(old_r, old_d, reasons, details)]
+    return with_decisions(table, [m[0] for m in merged], [m[1] for m in merged])
 
 
 def set_column(table: pa.Table, name: str, values: Any, type_: pa.DataType | None = None) -> pa.Table:

@@ -21,7 +21,7 @@ from vtcurate.config import LangIdConfig
 from vtcurate.models.langid import LanguageIdentifier
 from vtcurate.stages.base import Resources, Stage, set_column, with_decisions
 from vtcurate.text.normalize import normalize_caption
-from vtcurate.text.script import caption_length, script_stats
+from vtcurate.text.script import caption_length, chinese_by_script, script_stats
 
 
 class LangIdStage(Stage):
@@ -73,12 +73,7 @@ class LangIdStage(Stage):
             "lang_fasttext_score": guess.score,
             "han_ratio": stats.han_ratio,
         }
-        if (
-            stats.kana == 0
-            and stats.hangul == 0
-            and stats.han
-            and (stats.han_ratio >= self.config.zh_script_ratio)
-        ):
+        if chinese_by_script(stats, self.config.zh_script_ratio):
             row.update(
                 lang="zh",
                 lang_rule="script",

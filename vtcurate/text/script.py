@@ -46,3 +46,8 @@ def caption_length(text: str, lang: str) -> int:
     if lang == "zh":
         return sum(1 for ch in text if ch.isalnum())
     return len(_EN_WORD.findall(text)) if lang == "en" else len(text.split())
+
+
+def chinese_by_script(stats: ScriptStats, zh_script_ratio: float) -> bool:
+    """The Han-share rule: no kana or Hangul, and Han characters make up enough of the units."""
+    return stats.kana == 0 and stats.hangul == 0 and stats.han > 0 and stats.han_ratio >= zh_script_ratio

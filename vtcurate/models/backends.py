@@ -1,0 +1,102 @@
+"""Build the generator a stage's `llm` section asks for (rewrite: an LLM; aux_caption: a VLM).
+
+- transformers: in-process Hugging Face model (CPU or GPU); a GGUF file or a model directory.
+- openai:       any OpenAI-compatible server at `base_url`.
+- vllm:         `server` mode: the endpoint at `base_url`, or else a `vllm serve` process started
+                by the worker that needs it, from vLLM's own environment (`vllm_executable`),
+                health-checked, and stopped at teardown; a worker holding one GPU gets one server,
+                so a node runs one server per GPU.  `offline` mode: vLLM's `LLM` class in-process
+                (a GPU image where vLLM shares the environment).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from vtcurate.config import LLMBackendConfig
+from vtcurate.errors import UserError
+from vtcurate.models.generation import Chat, Generation, Generator, Sampling
+
+
+def sampling_of(cfg: LLMBackendConfig) -> Sampling:
+    return Sampling(
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        max_tokens=cfg.max_tokens,
+        seed=cfg.seed,
+        repetition_penalty=cfg.repetition_penalty,
+    )
+
+
+def _api_key(cfg: LLMBackendConfig) -> str | None:
+    if not cfg.api_key_env:
+        return None
+    key = os.environ.get(cfg.api_key_env)
+    if not key:
+        raise UserError(f"llm.api_key_env names {cfg.api_key_env}, which is not set")
+    return key
+
+
+def _client(cfg: LLMBackendConfig, base_url: str, model: str):
+    from vtcurate.models.openai_client import OpenAIChatClient
+
+    return OpenAIChatClient(
+        base_url=base_url,
+        model=model,
+        api_key=_api_key(cfg),
+        concurrency=cfg.concurrency,
+        timeout_s=cfg.timeout_s,
+        max_retries=cfg.max_retries,
+    )
+
+
+class ServedGenerator:
+    """An OpenAI client bound to the `vllm serve` process it started; closing stops both."""
+
+    def __init__(self, cfg: LLMBackendConfig) -> None:
+        from vtcurate.models.vllm_server import VLLMServer
+
+        if not cfg.model:
+            raise UserError("llm.model is required for the vllm backend (a model directory or name)")
+        self.server = VLLMServer(
+            model=cfg.model,
+            executable=cfg.vllm_executable,
+            extra_args=cfg.vllm_args,
+            startup_timeout_s=cfg.startup_timeout_s,
+        )
+        self.server.start()
+        self.client = _client(cfg, self.server.base_url, self.server.served_model_name)
+        self.model_id = self.client.model_id
+
+    def generate(self, chats: list[Chat], sampling: Sampling) -> list[Generation]:
+        return self.client.generate(chats, sampling)
+
+    def provenance(self) -> dict:
+        return {**self.client.provenance(), "backend": "vllm", "mode": "server", "started_here": True}
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.close()
+
+
+def open_generator(cfg: LLMBackendConfig, kind: Literal["chat", "caption"]) -> Generator:
+    """A loaded generator; callers close() it in their teardown."""
+    if cfg.backend == "transformers":
+        from vtcurate.models.hf_generate import TransformersChatLM, TransformersImageCaptioner
+
+        cls = TransformersChatLM if kind == "chat" else TransformersImageCaptioner
+        return cls(model=cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+    if cfg.backend == "openai":
+        if not cfg.base_url or not cfg.model:
+            raise UserError("the openai backend needs llm.base_url and llm.model")
+        return _client(cfg, cfg.base_url, cfg.model)
+    if cfg.vllm_mode == "offline":
+        from vtcurate.models.vllm_offline import VLLMOffline
+
+        return VLLMOffline(cfg.model, batch_size=cfg.batch_size)
+    if cfg.base_url:
+        if not cfg.model:
+            raise UserError("llm.model (the served model name) is required with llm.base_url")
+        return _client(cfg, cfg.base_url, cfg.model)
+    return ServedGenerator(cfg)

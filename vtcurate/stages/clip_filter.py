@@ -1,0 +1,144 @@
+"""clip_filter: keep clips whose key-frames match their caption under a CLIP model.
+
+Score: the cosine similarity of each key-frame's embedding with the caption's (`clip_frame_scores`),
+reduced to `clip_score` by mean, max or min.  The model is chosen by the caption's language ('*'
+is the fallback), so an English CLIP can score English and a multilingual one Chinese.
+
+Decision (a run-wide plan, see stages/base.py): per language, either an absolute cosine threshold,
+or a top fraction of that language's scores over the whole run (its cut-off is the k-th best score,
+k = ceil(fraction * n); ties at the cut-off are kept).  With randomly initialised weights the
+scores are noise: unless `enforce_with_random_weights`, nothing is dropped, `clip_pass` records
+what the threshold would have decided, and stats.json says `decisions_enforced: false`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from vtcurate.config import ClipFilterConfig, ClipModelSpec
+from vtcurate.models.clip import load_clip, weights_info
+from vtcurate.pipeline.rundir import read_columns
+from vtcurate.stages.base import DROP_REASON, Resources, Stage, keep_earlier_drops, set_column, with_decisions
+
+_REDUCE = {"mean": np.mean, "max": np.max, "min": np.min}
+
+
+def top_fraction_cutoff(scores: list[float], fraction: float) -> float:
+    """The lowest score kept when keeping the best `fraction` of `scores` (at least one)."""
+    ranked = sorted(scores, reverse=True)
+    k = max(1, math.ceil(fraction * len(ranked)))
+    return ranked[k - 1]
+
+
+class ClipFilterStage(Stage):
+    name = "clip_filter"
+    output_columns = ("clip_frame_scores", "clip_score", "clip_model", "clip_pass")
+    score_columns = ("clip_score",)
+    global_plan = True
+
+    config: ClipFilterConfig
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(num_cpus=1.0, batch_size=self.config.batch_size)
+
+    def spec_for(self, lang: str | None) -> ClipModelSpec | None:
+        models = self.config.models
+        return models.get(lang or "") or models.get("*")
+
+    def setup(self) -> None:
+        for spec in self.config.models.values():
+            load_clip(spec)
+
+    def _weights(self) -> dict[str, dict]:
+        return {lang: weights_info(spec) for lang, spec in self.config.models.items()}
+
+    @property
+    def random_weights(self) -> bool:
+        return any(w["random_weights"] for w in self._weights().values())
+
+    def provenance(self) -> dict:
+        return {"models": self._weights(), "aggregate": self.config.aggregate}
+
+    def summary(self) -> dict:
+        random = self.random_weights
+        return {
+            "random_weights": random,
+            "decisions_enforced": not random or self.config.enforce_with_random_weights,
+        }
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        langs = batch.column("lang").to_pylist()
+        captions = batch.column("caption").to_pylist()
+        frames = batch.column("frames").to_pylist()
+        n = batch.num_rows
+        frame_scores: list[list[float] | None] = [None] * n
+        models: list[str | None] = [None] * n
+        reasons: list[str | None] = [None] * n
+        details: list[str | None] = [None] * n
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, lang in enumerate(langs):
+            spec = self.spec_for(lang)
+            if spec is None:
+                reasons[i], details[i] = "no_clip_model", f"no model for language {lang!r} and no '*'"
+            elif not frames[i]:
+                reasons[i], details[i] = "missing_frames", "no key-frames to score"
+            else:
+                groups[spec.model_dump_json()].append(i)
+        for rows in groups.values():
+            model = load_clip(self.spec_for(langs[rows[0]]))
+            flat = [jpg for i in rows for jpg in frames[i]]
+            images = model.embed_images(flat)
+            texts = model.embed_texts([captions[i] for i in rows])
+            offset = 0
+            for r, i in enumerate(rows):
+                k = len(frames[i])
+                frame_scores[i] = (images[offset : offset + k] @ texts[r]).astype(float).tolist()
+                models[i] = model.model_id
+                offset += k
+        reduce = _REDUCE[self.config.aggregate]
+        clip_scores = [float(reduce(s)) if s else None for s in frame_scores]
+        batch = set_column(batch, "clip_frame_scores", frame_scores, pa.list_(pa.float32()))
+        batch = set_column(batch, "clip_score", clip_scores, pa.float64())
+        batch = set_column(batch, "clip_model", models, pa.string())
+        batch = set_column(batch, "clip_pass", [None] * n, pa.bool_())
+        return with_decisions(batch, reasons, details)
+
+    def plan(self, scored: list[Path]) -> dict:
+        cols = read_columns(scored, ["lang", "clip_score", DROP_REASON])
+        by_lang: dict[str, list[float]] = defaultdict(list)
+        for lang, score, reason in zip(cols["lang"], cols["clip_score"], cols[DROP_REASON]):
+            if reason is None and score is not None:
+                by_lang[lang].append(score)
+        thresholds = {}
+        for lang, scores in sorted(by_lang.items()):
+            spec = self.config.thresholds.get(lang) or self.config.thresholds.get("*")
+            if spec is None:
+                thresholds[lang] = None
+                continue
+            cutoff = spec.value if spec.mode == "absolute" else top_fraction_cutoff(scores, spec.value)
+            thresholds[lang] = {"mode": spec.mode, "value": spec.value, "cutoff": cutoff, "n": len(scores)}
+        return {"thresholds": thresholds, **self.summary()}
+
+    def apply_plan(self, table: pa.Table, plan: dict) -> pa.Table:
+        langs = table.column("lang").to_pylist()
+        scores = table.column("clip_score").to_pylist()
+        passes, reasons, details = [], [], []
+        for lang, score in zip(langs, scores):
+            t = plan["thresholds"].get(lang)
+            ok = None if score is None or t is None else bool(score >= t["cutoff"])
+            passes.append(ok)
+            if ok is False and plan["decisions_enforced"]:
+                what = f"top {t['value']:.0%} of {t['n']}" if t["mode"] == "top_fraction" else "absolute"
+                reasons.append("low_clip_score")
+                details.append(f"{score:.3f} < {t['cutoff']:.3f} ({lang}, {what})")
+            else:
+                reasons.append(None)
+                details.append(None)
+        table = set_column(table, "clip_pass", passes, pa.bool_())
+        return keep_earlier_drops(table, reasons, details)

@@ -1,0 +1,196 @@
+"""dedup: keep one clip per group of near-duplicate videos or identical captions.
+
+Scoring fingerprints each clip: its key-frames' perceptual hashes and colour thumbnails
+(vtcurate.video.fingerprint) and a caption key (language + caption casefolded without punctuation or
+spaces).  The run-wide plan then finds groups across all partitions without comparing all pairs:
+- videos: every frame hash is put in `bands` LSH buckets; clips sharing a bucket are candidates;
+  a candidate pair is a near-duplicate when at least `min_matched_frames` key-frames of one clip
+  match frames of the other in the same temporal order (hashes within `max_hamming` bits,
+  thumbnails within `max_thumb_diff` per cell).  A count, not a share: a 1 s excerpt of a 10 s clip
+  overlaps only one or two of the long clip's key-frames however alike they are;
+- captions: clips with the same caption key.
+Groups are the connected components of both relations (union-find).  In each the best clip by
+`prefer` (clip_score, then span duration, then resolution, then clip id) is kept; the others are
+rejected as `near_duplicate` or `duplicate_caption`, with `duplicate_of` naming the kept clip.
+"""
+
+from __future__ import annotations
+
+import logging
+from bisect import bisect_right
+import re
+import unicodedata
+from collections import defaultdict
+from itertools import combinations
+from pathlib import Path
+
+import pyarrow as pa
+
+from vtcurate.config import DedupConfig
+from vtcurate.pipeline.rundir import read_columns
+from vtcurate.stages.base import DROP_REASON, Resources, Stage, keep_earlier_drops, set_column, with_decisions
+from vtcurate.video.fingerprint import bands, frame_fingerprint, hamming, thumb_diff
+
+log = logging.getLogger(__name__)
+
+_NOT_WORD = re.compile(r"[\W_]+")
+
+
+def caption_key(caption: str | None, lang: str | None) -> str | None:
+    text = _NOT_WORD.sub("", unicodedata.normalize("NFKC", caption or "").casefold())
+    return f"{lang}:{text}" if text else None
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        root = x
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while x != root:  # path compression
+            self.parent[x], x = root, self.parent.get(x, x)
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _contained(a: list, b: list, max_hamming: int, max_thumb_diff: int) -> int:
+    """How many of `a`'s frames match frames of `b` in the same temporal order: the longest run of
+    matches whose positions in `b` never go back (a reversed clip is not a duplicate)."""
+    best: list[int] = []  # patience sorting: best[k] = smallest last b-position of a chain of k+1
+    for ha, ta in a:
+        hits = [j for j, (hb, tb) in enumerate(b) if hamming(ha, hb) <= max_hamming
+                and thumb_diff(ta, tb) <= max_thumb_diff]  # fmt: skip
+        for j in sorted(hits, reverse=True):  # descending, so one frame of a extends a chain once
+            k = bisect_right(best, j)
+            if k == len(best):
+                best.append(j)
+            else:
+                best[k] = j
+    return len(best)
+
+
+class DedupStage(Stage):
+    name = "dedup"
+    output_columns = ("frame_phashes", "frame_thumbs", "caption_key", "duplicate_of")
+    global_plan = True
+
+    config: DedupConfig
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(num_cpus=0.5, batch_size=128)
+
+    def provenance(self) -> dict:
+        method = "pHash-64 + 4x4 thumbnails, LSH bands; exact caption keys"
+        return {"method": method, **self.config.model_dump()}
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        hashes, thumbs = [], []
+        for jpegs in batch.column("frames").to_pylist():
+            prints = [frame_fingerprint(j, self.config.min_frame_std) for j in jpegs or []]
+            prints = [p for p in prints if p]
+            hashes.append([p[0] for p in prints])
+            thumbs.append([p[1] for p in prints])
+        keys = [
+            caption_key(c, lang)
+            for c, lang in zip(batch.column("caption").to_pylist(), batch.column("lang").to_pylist())
+        ]
+        n = batch.num_rows
+        batch = set_column(batch, "frame_phashes", hashes, pa.list_(pa.uint64()))
+        batch = set_column(batch, "frame_thumbs", thumbs, pa.list_(pa.binary()))
+        batch = set_column(batch, "caption_key", keys, pa.string())
+        batch = set_column(batch, "duplicate_of", [None] * n, pa.string())
+        return with_decisions(batch, [None] * n, [None] * n)
+
+    def _rank_key(self, cols: dict, i: int) -> tuple:
+        out = []
+        for what in self.config.prefer:
+            if what == "clip_score":
+                out.append(-(cols["clip_score"][i] if cols["clip_score"][i] is not None else -2.0))
+            elif what == "duration":
+                out.append(-((cols["span_end"][i] or 0.0) - (cols["span_start"][i] or 0.0)))
+            else:
+                out.append(-((cols["width"][i] or 0) * (cols["height"][i] or 0)))
+        return (*out, cols["clip_id"][i])
+
+    def plan(self, scored: list[Path]) -> dict:
+        cfg = self.config
+        cols = read_columns(
+            scored,
+            ["clip_id", DROP_REASON, "frame_phashes", "frame_thumbs", "caption_key", "clip_score",
+             "span_start", "span_end", "width", "height"],
+        )  # fmt: skip
+        live = [i for i, r in enumerate(cols[DROP_REASON]) if r is None]
+        uf = _UnionFind()
+        how: dict[tuple[int, int], str] = {}  # (min, max) row pair -> the relation that joined them
+        if cfg.near_duplicates:
+            buckets: dict[tuple[int, int], set[int]] = defaultdict(set)
+            for i in live:
+                for h in cols["frame_phashes"][i] or []:
+                    for b, key in enumerate(bands(h, cfg.bands)):
+                        buckets[(b, key)].add(i)
+            pairs: set[tuple[int, int]] = set()
+            skipped = 0
+            for members in buckets.values():
+                if len(members) > cfg.max_bucket:
+                    skipped += 1
+                    continue
+                pairs.update(combinations(sorted(members), 2))
+            if skipped:
+                log.warning("dedup: %d LSH buckets over max_bucket=%d skipped", skipped, cfg.max_bucket)
+            for a, b in sorted(pairs):
+                fa = list(zip(cols["frame_phashes"][a], cols["frame_thumbs"][a]))
+                fb = list(zip(cols["frame_phashes"][b], cols["frame_thumbs"][b]))
+                matched = max(
+                    _contained(fa, fb, cfg.max_hamming, cfg.max_thumb_diff),
+                    _contained(fb, fa, cfg.max_hamming, cfg.max_thumb_diff),
+                )
+                if matched >= min(cfg.min_matched_frames, len(fa), len(fb)):
+                    uf.union(a, b)
+                    how[(a, b)] = f"near_duplicate:{matched}"
+        if cfg.captions:
+            first: dict[str, int] = {}
+            for i in live:
+                key = cols["caption_key"][i]
+                if key is None:
+                    continue
+                if key in first:
+                    uf.union(first[key], i)
+                    how.setdefault((first[key], i), "duplicate_caption")
+                else:
+                    first[key] = i
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i in live:
+            groups[uf.find(i)].append(i)
+        duplicates = {}
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            keeper = min(members, key=lambda i: self._rank_key(cols, i))
+            for i in members:
+                if i == keeper:
+                    continue
+                relation = how.get((min(i, keeper), max(i, keeper)))
+                if relation is None:  # joined to the keeper through another member
+                    relation = next(v for (a, b), v in how.items() if i in (a, b))
+                reason, _, matched = relation.partition(":")
+                detail = f"{matched} key-frames match in order" if matched else "same caption"
+                duplicates[cols["clip_id"][i]] = [cols["clip_id"][keeper], reason, detail]
+        return {"duplicates": duplicates, "groups": sum(len(m) > 1 for m in groups.values())}
+
+    def apply_plan(self, table: pa.Table, plan: dict) -> pa.Table:
+        dups = plan["duplicates"]
+        of, reasons, details = [], [], []
+        for clip_id in table.column("clip_id").to_pylist():
+            keeper, reason, detail = dups.get(clip_id, (None, None, None))
+            of.append(keeper)
+            reasons.append(reason)
+            details.append(f"{detail}; kept {keeper}" if keeper else None)
+        table = set_column(table, "duplicate_of", of, pa.string())
+        return keep_earlier_drops(table, reasons, details)
