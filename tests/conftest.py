@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from models.fake_openai import FakeOpenAIServer, last_user_text
 
 from helpers import CONFIGS, SHARED_DATA
 
@@ -28,11 +29,37 @@ def demo_corpus(tmp_path_factory) -> Path:
     return out
 
 
+def echo_rewrite(request: dict) -> str:
+    """A well-behaved fake LLM: the caption of the rewrite prompt, tidied."""
+    text = last_user_text(request)
+    for label in ("Caption: ", "标题："):
+        text = text.split(label, 1)[-1]
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("。" if any("\u4e00" <= c <= "\u9fff" for c in text) else ".")
+
+
 @pytest.fixture(scope="session")
-def demo_config():
+def fake_llm():
+    """An OpenAI-compatible server on loopback answering rewrite prompts sensibly."""
+    with FakeOpenAIServer(echo_rewrite) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def demo_config(fake_llm):
+    """The demo recipe, with the rewrite LLM served by `fake_llm` (the real SmolLM2 and vLLM paths
+    have tests of their own; a 25 s model load per run would dominate the suite)."""
     from vtcurate.config import load_config
 
-    return load_config(CONFIGS / "demo.yaml", ["partition_rows=8"])
+    return load_config(
+        CONFIGS / "demo.yaml",
+        [
+            "partition_rows=8",
+            "rewrite.llm.backend=openai",
+            f"rewrite.llm.base_url={fake_llm.base_url}",
+            "rewrite.llm.model=fake-model",
+        ],
+    )
 
 
 @pytest.fixture(scope="session")

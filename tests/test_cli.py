@@ -36,7 +36,7 @@ def test_stats_json_contract(local_run, capsys):
 def test_stages_lists_config_keys(capsys):
     assert main(["stages"]) == 0
     out = capsys.readouterr().out
-    assert "keyframes.num_frames = 8" in out and "clip_filter  (planned)" in out
+    assert "keyframes.num_frames = 8" in out and "clip_filter.aggregate" in out
 
 
 def test_report_command(local_run, tmp_path, capsys):

@@ -29,13 +29,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_stages(args: argparse.Namespace) -> int:
-    from vtcurate.config import FLOW, IMPLEMENTED, PipelineConfig
+    from vtcurate.config import FLOW, PipelineConfig
 
     fields = PipelineConfig.model_fields
     for name in FLOW:
-        if name not in IMPLEMENTED:
-            print(f"{name}  (planned)")
-            continue
         print(name)
         model = fields[name].annotation
         for key, field in model.model_fields.items():

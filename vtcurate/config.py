@@ -27,7 +27,6 @@ FLOW: tuple[str, ...] = (
     "aux_caption",
     "shard",
 )
-IMPLEMENTED: tuple[str, ...] = FLOW
 
 
 class ConfigError(UserError, ValueError):
@@ -213,6 +212,9 @@ class LLMBackendConfig(Strict):
 
 class RewriteConfig(Strict):
     llm: LLMBackendConfig = LLMBackendConfig()
+    languages: list[str] = Field(
+        ["en", "zh"], description="caption languages rewritten; others keep their caption (skipped)"
+    )
     prompts: str = Field(
         "prompts/rewrite.yaml", description="prompt templates per language (relative: to the config file)"
     )
@@ -221,6 +223,9 @@ class RewriteConfig(Strict):
     min_length_ratio: float = Field(0.3, gt=0, description="output length / input length, at least")
     max_length_ratio: float = Field(3.0, gt=0, description="output length / input length, at most")
     min_lang_score: float = Field(0.3, ge=0, le=1, description="lid.176 score of the output language")
+    min_grounding: float = Field(
+        0.6, ge=0, le=1, description="share of the output's content words (zh: characters) found in the input"
+    )
     cache: bool = Field(True, description="reuse generations cached by (caption, model, prompt)")
 
 
@@ -280,7 +285,7 @@ class PipelineConfig(Strict):
     name: str = "run"
     runner: Literal["local", "ray"] = "ray"
     partition_rows: int = Field(64, ge=1, description="rows per partition (unit of work/resume)")
-    stages: list[str] = Field(list(IMPLEMENTED), min_length=1)
+    stages: list[str] = Field(list(FLOW), min_length=1)
     ray: RayConfig = RayConfig()
     ingest: IngestConfig = IngestConfig()
     langid: LangIdConfig = LangIdConfig()

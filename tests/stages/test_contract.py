@@ -3,19 +3,19 @@
 import pyarrow.parquet as pq
 import pytest
 
-from vtcurate.config import IMPLEMENTED
+from vtcurate.config import FLOW
 from vtcurate.pipeline.rundir import RunDir
 from vtcurate.stages import stage_classes
 
 
-@pytest.mark.parametrize("name", IMPLEMENTED)
+@pytest.mark.parametrize("name", FLOW)
 def test_declared_output_columns(local_run, name):
     rd = RunDir(local_run)
     cls = stage_classes()[name]
     if name == "ingest":
         before = set(pq.read_schema(next(rd.ingest_input().glob("part-*.parquet"))).names)
     else:
-        previous = IMPLEMENTED[IMPLEMENTED.index(name) - 1]
+        previous = FLOW[FLOW.index(name) - 1]
         before = set(pq.read_schema(rd.stage(previous).kept_parts()[0]).names)
     for part in rd.stage(name).kept_parts()[:1] + rd.stage(name).rejected_parts()[:1]:
         after = set(pq.read_schema(part).names)
@@ -29,7 +29,7 @@ def test_stage_constructors_are_cheap_and_picklable(demo_config):
 
     from vtcurate.stages import build_stage
 
-    for name in IMPLEMENTED:
+    for name in FLOW:
         stage = build_stage(name, demo_config)
         # cheap: nothing is loaded before setup() (langid's model is a lazily cached property)
         assert not {k for k in vars(stage) if k.startswith("_")}, f"{name} loaded state in __init__"

@@ -201,7 +201,8 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
             "video": planted_clip("planted-html", combos[4]),
             # the report test checks that neither payload runs in a browser
             "caption": "<script>window.vtcuratePwned = 1</script>"
-            '<img src=x onerror="window.vtcuratePwned = 2"><b>a small red square</b> moves from left to right',
+            '<img src=x onerror="window.vtcuratePwned = 2">'
+            "<b>a small red square</b> moves from left to right",
         },
         "HTML and <script> in caption (stripped, kept)",
     )

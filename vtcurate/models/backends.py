@@ -63,7 +63,7 @@ class ServedGenerator:
             model=cfg.model,
             executable=cfg.vllm_executable,
             extra_args=cfg.vllm_args,
-            startup_timeout_s=cfg.startup_timeout_s,
+            startup_timeout=cfg.startup_timeout_s,
         )
         self.server.start()
         self.client = _client(cfg, self.server.base_url, self.server.served_model_name)

@@ -147,9 +147,7 @@ def _generation_config(base: Any, sampling: Sampling) -> Any:
         top_k=0 if sample else 50,  # sampling: no top-k cut, as in the OpenAI API; greedy: the default
         repetition_penalty=sampling.repetition_penalty,
         max_new_tokens=sampling.max_tokens,
-        max_length=None,
-        min_new_tokens=None,
-        min_length=0,
+        max_length=None,  # min_new_tokens / min_length stay as the checkpoint sets them
         num_beams=1,
         num_return_sequences=1,
     )
@@ -374,12 +372,16 @@ class TransformersImageCaptioner:
     were given).  The request's text is used as the caption's prompt ("a picture of") only for
     conditional captioners (model types in CONDITIONAL_CAPTIONERS: BLIP, GIT) and is ignored by the
     others (VisionEncoderDecoder ViT-GPT2 and the like); the prompt is not part of the returned text.
+    `max_tokens` is capped by the room left in the text decoder's position table (finish_reason
+    "length" then), rather than failing the request.
     Chat VLMs (LLaVA, SmolVLM, Qwen-VL) are out of scope here: serve them through vLLM instead.
     """
 
-    def __init__(self, model: str | Path, *, device: str = "auto", batch_size: int = 16) -> None:
+    def __init__(self, model: str | Path | None, *, device: str = "auto", batch_size: int = 16) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not model:
+            raise UserError("the transformers captioner needs a model directory (there is no default)")
         self.path = Path(model).expanduser().resolve()
         if not self.path.is_dir():
             raise UserError(f"captioner directory not found: {self.path}")
@@ -398,6 +400,11 @@ class TransformersImageCaptioner:
         self._eos = _eos_ids(gc.eos_token_id, getattr(text_cfg, "eos_token_id", None), tok.eos_token_id)
         if self.model_type == "blip":  # BLIP's decoder stops at [SEP]
             self._eos |= _eos_ids(getattr(text_cfg, "sep_token_id", None))
+        # The text decoder's position table bounds prompt + caption (GPT-2 calls it n_positions).
+        positions = getattr(text_cfg, "max_position_embeddings", None) or getattr(
+            text_cfg, "n_positions", None
+        )
+        self.max_positions = int(positions) if positions else None
 
     def _load(self, device: str) -> _Loaded:
         import torch
@@ -477,6 +484,13 @@ class TransformersImageCaptioner:
             "pixel_values": pixels.to(loaded.device, dtype=getattr(torch, loaded.dtype))
         }
         prompt_ids, skip = self._prompt_ids(prompt)
+        if self.max_positions is not None:
+            room = self.max_positions - (len(prompt_ids) if prompt_ids is not None else 1)
+            if room < 1:
+                raise ValueError(f"the prompt fills the decoder's {self.max_positions} positions")
+            if gc.max_new_tokens > room:  # a caption cannot outgrow the decoder; cut, do not fail
+                gc = copy.deepcopy(gc)
+                gc.max_new_tokens = room
         if prompt_ids is not None:
             ids = torch.tensor([prompt_ids] * len(pil_images), device=loaded.device)
             inputs["input_ids"] = ids
@@ -579,6 +593,13 @@ def tiny_tokenizer(*, cls_sep: bool = False, **special: str) -> Any:
     )
 
 
+def _quiet_specials(model: Any, tok: Any, eos: int) -> None:
+    """Keep a random model from emitting special tokens, which decode to nothing, or an EOS at once,
+    so its "captions" and "rewrites" are never empty (a real checkpoint has learnt this)."""
+    model.generation_config.suppress_tokens = [i for i in tok.convert_tokens_to_ids(_SPECIALS) if i != eos]
+    model.generation_config.min_new_tokens = 2  # nor an empty text from an immediate EOS
+
+
 def _write_marker(out: Path, kind: str, seed: int) -> None:
     (out / RANDOM_MARKER).write_text(
         json.dumps({"random_weights": True, "kind": kind, "seed": seed, "by": __name__}, indent=2) + "\n"
@@ -613,6 +634,7 @@ def save_random_lm(out_dir: str | Path, *, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.update(eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id)
+    _quiet_specials(model, tok, config.eos_token_id)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     _write_marker(out, "lm", seed)
@@ -670,6 +692,7 @@ def save_random_captioner(
     else:
         raise ValueError(f"arch must be vision-encoder-decoder, blip or git, got {arch!r}")
     model.generation_config.update(**ids)
+    _quiet_specials(model, tok, ids["eos_token_id"])
     model.save_pretrained(out)
     tok.save_pretrained(out)
     processor.save_pretrained(out)

@@ -68,6 +68,10 @@ def generate_validated(
                 problems[i] = "backend_error"
                 still.append(i)
                 continue
+            if gen.output_tokens >= params.max_tokens or gen.extra.get("finish_reason") == "length":
+                problems[i] = "truncated"  # cut off mid-sentence, whatever it says
+                still.append(i)
+                continue
             text, problem = check(i, gen.text)
             if problem:
                 problems[i] = problem

@@ -17,9 +17,9 @@ rejected as `near_duplicate` or `duplicate_caption`, with `duplicate_of` naming 
 from __future__ import annotations
 
 import logging
-from bisect import bisect_right
 import re
 import unicodedata
+from bisect import bisect_right
 from collections import defaultdict
 from itertools import combinations
 from pathlib import Path

@@ -3,7 +3,8 @@
 The LLM (see vtcurate.models.backends) gets the language's prompt (configs/prompts/rewrite.yaml).
 Every output is cleaned and validated (vtcurate.text.validate); a failing one is retried, and after
 `attempts` failures the row keeps its normalised caption, with `rewrite_status` saying why
-(`fallback:<rule>`).  No row is dropped here: a caption that cannot be improved is still usable.
+(`fallback:<rule>`); rows in languages not listed in `languages` keep theirs as
+`skipped:language`.  No row is dropped here: a caption that cannot be improved is still usable.
 The caption before rewriting is kept as `caption_original`; model id, prompt hash and sampling are
 recorded per row, and outputs are cached by (caption, language, model, prompt, sampling) in the
 run directory, so a rerun or a resumed run does not generate them again.
@@ -91,11 +92,15 @@ class RewriteStage(Stage):
         gen = self._generator
         sampling = sampling_of(cfg.llm)
         sampling_json = json.dumps(sampling.as_dict(), sort_keys=True)
-        rules = OutputRules(cfg.min_length_ratio, cfg.max_length_ratio, cfg.min_lang_score)
+        rules = OutputRules(cfg.min_length_ratio, cfg.max_length_ratio, cfg.min_lang_score, cfg.min_grounding)
         todo, requests, shas = [], [], [None] * batch.num_rows
+        status: list[str] = ["skipped:language"] * batch.num_rows
         for i, (caption, lang) in enumerate(zip(captions, langs)):
             prompt = self._prompts.get(lang)
-            if prompt is None or not caption:
+            if lang not in cfg.languages or not caption:
+                continue
+            if prompt is None:
+                status[i] = "fallback:no_prompt_for_language"
                 continue
             shas[i] = prompt_sha(prompt)
             key = digest("rewrite", caption, lang, gen.model_id, shas[i], sampling_json)
@@ -110,7 +115,6 @@ class RewriteStage(Stage):
         outcomes = generate_validated(gen, requests, sampling, check, self._cache, cfg.attempts,
                                       cfg.retry_temperature)  # fmt: skip
         new_caption = list(captions)
-        status: list[str] = ["fallback:no_prompt_for_language"] * batch.num_rows
         attempts: list[int] = [0] * batch.num_rows
         cached: list[bool] = [False] * batch.num_rows
         tokens: list[int] = [0] * batch.num_rows

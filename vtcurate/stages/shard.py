@@ -21,8 +21,9 @@ from vtcurate.pipeline.atomic import write_json
 from vtcurate.stages.base import DROP_DETAIL, DROP_REASON, Resources, Stage, set_column, with_decisions
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-# columns never copied into a sample's .json (the frames are the .jpg members)
-_NOT_META = {"frames", DROP_REASON, DROP_DETAIL}
+# columns never copied into a sample's .json: the frames are the .jpg members; dedup's binary
+# fingerprints stay in the run directory
+_NOT_META = {"frames", "frame_phashes", "frame_thumbs", DROP_REASON, DROP_DETAIL}
 
 
 _HASHED = re.compile(r"-[0-9a-f]{10}$")

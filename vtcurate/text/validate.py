@@ -8,6 +8,9 @@ line breaks); `output_problem` names the first rule the cleaned text breaks, or 
 - repetition     a loop: a word run repeated, or an n-gram recurring many times
 - wrong_language lid.176 (with the langid stage's Han-share rule) disagrees with the source language
 - too_short / too_long   length outside [min_ratio, max_ratio] × the source's length
+- ungrounded     under `min_grounding` of the output's content words (English; crudely stemmed) or
+                 Han characters (Chinese) occur in the source: the model invented content
+The backend-level `truncated` (the output hit max_tokens) is checked by the caller.
 """
 
 from __future__ import annotations
@@ -49,6 +52,32 @@ def _units(text: str, lang: str) -> list[str]:
     return re.findall(r"\w+", text.casefold())
 
 
+_STOP_WORDS = (
+    "a an the and or of to in on at by for with from into onto as is are was were be been being it its "
+    "this that these those there here then than while across over under up down out very his her "
+    "their through"
+)
+_STOP = frozenset(_STOP_WORDS.split())
+_HAN_CHAR = re.compile(r"[\u3400-\u9fff]")
+
+
+def _stem(word: str) -> str:
+    for suffix in ("ing", "ed", "es", "s"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def grounding(text: str, source: str, lang: str) -> float:
+    """Share of the output's content units that also occur in the source (1.0 if it has none)."""
+    if lang == "zh":
+        units, known = _HAN_CHAR.findall(text), set(_HAN_CHAR.findall(source))
+    else:
+        units = [_stem(w) for w in _units(text, lang) if w not in _STOP]
+        known = {_stem(w) for w in _units(source, lang)}
+    return sum(u in known for u in units) / len(units) if units else 1.0
+
+
 def has_repetition(text: str, lang: str) -> bool:
     units = _units(text, lang)
     run = 1
@@ -66,6 +95,7 @@ class OutputRules:
     min_length_ratio: float = 0.3
     max_length_ratio: float = 3.0
     min_lang_score: float = 0.3
+    min_grounding: float = 0.6
     zh_script_ratio: float = 0.5
 
 
@@ -97,4 +127,6 @@ def output_problem(
         return "too_short"
     if n > rules.max_length_ratio * base:
         return "too_long"
+    if grounding(text, source, lang) < rules.min_grounding:
+        return "ungrounded"
     return None
