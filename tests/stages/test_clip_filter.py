@@ -30,11 +30,6 @@ def test_top_fraction_cutoff():
     assert top_fraction_cutoff([0.9, 0.5, 0.5, 0.5, 0.1], 0.4) == 0.5  # k = 2, a tie
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: math.ceil(fraction * n) overshoots on float error (0.07 * 100 = 7.000000000000001 "
-    "-> k = 8); fix: k = max(1, math.ceil(round(fraction * n, 9)))",
-)
 def test_top_fraction_cutoff_exact_share():
     scores = [i / 100 for i in range(100)]  # 0.00 .. 0.99
     assert top_fraction_cutoff(scores, 0.07) == 0.93  # the 7th best, keeping exactly 7 of 100
@@ -300,11 +295,8 @@ def _batch() -> pa.Table:
     )
 
 
-@pytest.mark.parametrize("aggregate", ["mean", "max", "min"])
-def test_call_scores_each_frame(ckpts, aggregate):
-    stage = ClipFilterStage(
-        ClipFilterConfig(models={"en": ckpts["trained"], "zh": ckpts["random"]}, aggregate=aggregate)
-    )
+def test_call_scores_each_frame(ckpts):
+    stage = ClipFilterStage(ClipFilterConfig(models={"en": ckpts["trained"], "zh": ckpts["random"]}))
     stage.setup()
     batch = _batch()
     out = stage(batch)
@@ -313,7 +305,6 @@ def test_call_scores_each_frame(ckpts, aggregate):
     assert set(stage.output_columns) <= set(out.column_names)
     rows = out.to_pylist()
     base = ckpts["base"]
-    reduce = {"mean": np.mean, "max": np.max, "min": np.min}[aggregate]
     for row in rows:
         frames = row["frames"]
         if row["clip_id"] in ("en0", "enN"):
@@ -330,7 +321,7 @@ def test_call_scores_each_frame(ckpts, aggregate):
         want = base.embed_images(frames) @ base.embed_texts([row["caption"]])[0]
         np.testing.assert_allclose(scores, want, atol=1e-5)
         assert all(-1.0 <= s <= 1.0 for s in scores)
-        assert row["clip_score"] == pytest.approx(float(reduce(scores)), abs=1e-6)
+        assert row["clip_score"] == pytest.approx(float(np.mean(scores)), abs=1e-6)
         assert row["clip_pass"] is None  # decided by apply_plan, not while scoring
         kind = "trained" if row["lang"] == "en" else "random"
         assert row["clip_model"] == load_clip(ckpts[kind]).model_id
@@ -370,3 +361,14 @@ def test_trained_weights_enforce_the_plan(ckpts, tmp_path):
                 )
     assert sum(r["drop_reason"] == "low_clip_score" for r in decided) == 1  # en: 2 rows, top 50% -> 1 kept
     assert {r["clip_id"] for r in decided if r["drop_reason"] == "missing_frames"} == {"en0", "enN"}
+
+
+@pytest.mark.parametrize("aggregate", ["max", "min"])
+def test_aggregate(ckpts, aggregate):
+    stage = ClipFilterStage(ClipFilterConfig(models={"*": ckpts["trained"]}, aggregate=aggregate))
+    row = stage(_batch().slice(0, 1)).to_pylist()[0]
+    scores = row["clip_frame_scores"]
+    assert len(scores) == 3
+    want = max(scores) if aggregate == "max" else min(scores)
+    assert row["clip_score"] == pytest.approx(want, abs=1e-6)
+    assert row["clip_score"] != pytest.approx(float(np.mean(scores)), abs=1e-6)

@@ -42,10 +42,6 @@ def test_clean_output_of_nothing():
     assert clean_output("   \n ") == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: _LABEL strips a leading '**' but not the closing '**' of a markdown-bold label",
-)
 def test_clean_output_markdown_bold_label():
     assert clean_output("**Rewritten caption:** A dog runs.") == "A dog runs."
 
