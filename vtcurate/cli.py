@@ -29,6 +29,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_stages(args: argparse.Namespace) -> int:
+    from pydantic_core import to_jsonable_python
+
     from vtcurate.config import FLOW, PipelineConfig
 
     fields = PipelineConfig.model_fields
@@ -36,7 +38,9 @@ def _cmd_stages(args: argparse.Namespace) -> int:
         print(name)
         model = fields[name].annotation
         for key, field in model.model_fields.items():
-            default = json.dumps(field.get_default(call_default_factory=True), ensure_ascii=False)
+            default = json.dumps(
+                to_jsonable_python(field.get_default(call_default_factory=True)), ensure_ascii=False
+            )
             desc = f"  # {field.description}" if field.description else ""
             print(f"  {name}.{key} = {default}{desc}")
     return 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 import urllib.request
 from pathlib import Path
 
@@ -88,6 +87,49 @@ def test_chat_completion(vllm_server):
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
+def test_rewrite_stage_starts_and_uses_vllm_serve(tmp_path):
+    """The pipeline's own path: the rewrite stage's vllm backend starts `vllm serve` in setup(),
+    health-checks it, generates through the OpenAI client and stops it in teardown()."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    import pyarrow as pa
+
+    from vtcurate.config import LLMBackendConfig, PipelineConfig, RewriteConfig, resolve_paths
+    from vtcurate.models.gguf_export import export_safetensors, smollm2_gguf_path
+    from vtcurate.stages.rewrite import RewriteStage
+
+    model_dir = export_safetensors(smollm2_gguf_path(), EXPORT_DIR)
+    llm = LLMBackendConfig(
+        backend="vllm", model=str(model_dir), vllm_executable=str(VLLM_BIN), vllm_args=SERVER_ARGS,
+        vllm_env=SERVER_ENV, max_tokens=32, concurrency=4,
+    )  # fmt: skip
+    cfg = resolve_paths(PipelineConfig(rewrite=RewriteConfig(llm=llm, languages=["en"]))).rewrite
+    stage = RewriteStage(cfg)
+    stage.work_dir = tmp_path / "cache"
+    captions = [
+        "a red circle moves from left to right",
+        "a dog runs on the beach stock footage",
+        "一只狗在跑",
+    ]
+    table = pa.table({"clip_id": ["a", "b", "c"], "caption": captions, "lang": ["en", "en", "zh"]})
+    stage.setup()
+    try:
+        server = stage._generator.server
+        assert server.running
+        out = stage(table).to_pylist()
+    finally:
+        stage.teardown()
+    assert not server.running
+    assert [r["rewrite_model"] for r in out] == [model_dir.name] * 3
+    assert out[2]["rewrite_status"] == "skipped:language" and out[2]["caption"] == captions[2]
+    for row, caption in zip(out[:2], captions):
+        assert row["rewrite_output_tokens"] > 0
+        assert row["rewrite_status"] == "rewritten" or (
+            row["rewrite_status"].startswith("fallback:") and row["caption"] == caption
+        )
+
+
 def test_bad_model_fails_fast_with_log(tmp_path):
     reason = _skip_reason()
     if reason:
@@ -99,10 +141,8 @@ def test_bad_model_fails_fast_with_log(tmp_path):
         env=SERVER_ENV,
         log_path=tmp_path / "serve.log",
     )
-    started = time.monotonic()
-    with pytest.raises(VLLMServerError, match="exited with code") as err:
+    with pytest.raises(VLLMServerError, match="exited with code") as err:  # not a startup timeout
         server.start()
-    assert time.monotonic() - started < 120
     assert "no-such-model" in str(err.value).split("--- last lines of the log ---")[1]
     assert not server.running
 

@@ -56,7 +56,8 @@ def test_every_rejection_has_a_reason(local_run):
 def test_planted_cases_match_the_answer_key(local_run, demo_corpus):
     lines, failures = check(demo_corpus, local_run)
     assert failures == [], "\n".join(lines)
-    assert sum("caught" in line for line in lines) == 9
+    assert sum("caught" in line for line in lines) == 11
+    assert sum("not_enforced" in line for line in lines) == 2  # random CLIP weights: scored, not dropped
 
 
 def test_shards_and_index(local_run):
@@ -121,6 +122,7 @@ def test_changed_config_does_not_resume(local_run, demo_corpus, demo_config):
 def test_stage_subsets_run_in_flow_order(demo_corpus, demo_config, tmp_path):
     from vtcurate.errors import UserError
 
+    demo_config = demo_config.model_copy(update={"stages": ["ingest", "langid", "keyframes", "shard"]})
     manifest = str(demo_corpus / "manifest.jsonl")
     with pytest.raises(UserError, match="needs langid"):
         run_pipeline(demo_config, manifest, tmp_path, runner="local", stages=["ingest", "keyframes"])

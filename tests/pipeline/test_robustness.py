@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from helpers import CONFIGS
-from vtcurate.config import load_config
+from vtcurate.config import FLOW, load_config
 from vtcurate.errors import UserError
 from vtcurate.pipeline.executor import RunDirConflict, run_pipeline
 from vtcurate.pipeline.partition import STAGE_ERROR, apply_stage
@@ -43,7 +43,7 @@ def test_a_raising_row_is_rejected_alone():
     assert [r["n_chars"] for r in out][:3] == [2, 2, 2]
 
 
-def test_hostile_manifest_end_to_end(tmp_path):
+def test_hostile_manifest_end_to_end(tmp_path, demo_llm):
     good = "a red circle moves from left to right"
     (tmp_path / "zero.mp4").write_bytes(b"")
     (tmp_path / "random.mp4").write_bytes(os.urandom(4096))
@@ -71,7 +71,11 @@ def test_hostile_manifest_end_to_end(tmp_path):
     lines.append('{"video": "ok.mp4", "caption": "a red circle \\ud800 moves from left to right", "id": "s"}')
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
-    config = load_config(CONFIGS / "demo.yaml", ["partition_rows=3", "report.enabled=false"])
+    # the CPU stages: the rows share one video, so dedup would rightly keep only one of them
+    stages = "stages=[ingest, langid, keyframes, shard]"
+    config = load_config(
+        CONFIGS / "demo.yaml", [*demo_llm, "partition_rows=3", "report.enabled=false", stages]
+    )
     run_pipeline(config, str(manifest), tmp_path / "run", runner="local")
     stats = load_stats(tmp_path / "run")
     assert stats[0]["rows_in"] == len(lines)
@@ -87,29 +91,29 @@ def test_hostile_manifest_end_to_end(tmp_path):
     assert index["samples"] == 3
 
 
-def test_everything_rejected_still_finishes(tmp_path):
+def test_everything_rejected_still_finishes(tmp_path, demo_llm):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text('{"video": "nope.mp4", "caption": "a dog runs in a park"}\n')
-    config = load_config(CONFIGS / "demo.yaml", ["report.enabled=false"])
+    config = load_config(CONFIGS / "demo.yaml", [*demo_llm, "report.enabled=false"])
     stats = run_pipeline(config, str(manifest), tmp_path / "run", runner="local")
-    assert [s["kept"] for s in stats] == [0, 0, 0, 0]
+    assert [s["kept"] for s in stats] == [0] * len(FLOW)
     assert json.loads((tmp_path / "run" / "shards" / "index.json").read_text())["samples"] == 0
 
 
-def test_changing_the_stage_list_does_not_reuse_stale_stages(demo_corpus, tmp_path):
+def test_changing_the_stage_list_does_not_reuse_stale_stages(demo_corpus, tmp_path, demo_llm):
     manifest = str(demo_corpus / "manifest.jsonl")
     skip_langid = load_config(
-        CONFIGS / "demo.yaml", ["stages=[ingest, keyframes, shard]", "report.enabled=false"]
+        CONFIGS / "demo.yaml", [*demo_llm, "stages=[ingest, keyframes, shard]", "report.enabled=false"]
     )
     run_pipeline(skip_langid, manifest, tmp_path, runner="local")
-    full = load_config(CONFIGS / "demo.yaml", ["report.enabled=false"])
+    full = load_config(CONFIGS / "demo.yaml", [*demo_llm, "report.enabled=false"])
     with pytest.raises(RunDirConflict, match="keyframes finished earlier on the output of ingest"):
         run_pipeline(full, manifest, tmp_path, runner="local")
 
 
-def test_fresh_refuses_a_directory_that_is_not_a_run(tmp_path, demo_corpus):
+def test_fresh_refuses_a_directory_that_is_not_a_run(tmp_path, demo_corpus, demo_llm):
     (tmp_path / "precious.txt").write_text("keep me")
-    config = load_config(CONFIGS / "demo.yaml")
+    config = load_config(CONFIGS / "demo.yaml", demo_llm)
     with pytest.raises(UserError, match="not a run directory"):
         run_pipeline(config, str(demo_corpus / "manifest.jsonl"), tmp_path, runner="local", fresh=True)
     assert (tmp_path / "precious.txt").exists()
@@ -119,18 +123,20 @@ def test_stats_record_the_worker_plan(local_run):
     for s in load_stats(local_run):
         assert s["workers"]["workers"] == 1 and s["workers"]["batch_size"] > 0
         assert s["worker_cpu_s"] > 0 and s["worker_peak_rss_mb"] > 0
-        assert s["upstream"] in ("manifest", "ingest", "langid", "keyframes")
+        assert s["upstream"] == ("manifest" if s["stage"] == "ingest" else FLOW[FLOW.index(s["stage"]) - 1])
 
 
-def test_partial_stage_from_another_upstream_is_redone(demo_corpus, tmp_path):
+def test_partial_stage_from_another_upstream_is_redone(demo_corpus, tmp_path, demo_llm):
     manifest = str(demo_corpus / "manifest.jsonl")
     overrides = ["stages=[ingest, keyframes, shard]", "report.enabled=false", "partition_rows=8"]
-    run_pipeline(load_config(CONFIGS / "demo.yaml", overrides), manifest, tmp_path, runner="local")
+    run_pipeline(
+        load_config(CONFIGS / "demo.yaml", [*demo_llm, *overrides]), manifest, tmp_path, runner="local"
+    )
     keyframes = tmp_path / "stages" / "02_keyframes"
     (keyframes / "_SUCCESS").unlink()  # as if the driver died in keyframes
     sorted((keyframes / "kept").glob("*.parquet"))[-1].unlink()
     shutil.rmtree(tmp_path / "stages" / "07_shard")
-    full = load_config(CONFIGS / "demo.yaml", ["report.enabled=false", "partition_rows=8"])
+    full = load_config(CONFIGS / "demo.yaml", [*demo_llm, "report.enabled=false", "partition_rows=8"])
     stats = {s["stage"]: s for s in run_pipeline(full, manifest, tmp_path, runner="local")}
     assert stats["keyframes"]["resumed_partitions"] == 0  # nothing made from ingest's output reused
     assert stats["keyframes"]["rows_in"] == stats["langid"]["kept"]
@@ -138,21 +144,23 @@ def test_partial_stage_from_another_upstream_is_redone(demo_corpus, tmp_path):
     assert {lang for s in index["shards"] for lang in s["languages"]} == {"en", "zh"}
 
 
-def test_changed_manifest_contents_are_refused(demo_corpus, tmp_path):
+def test_changed_manifest_contents_are_refused(demo_corpus, tmp_path, demo_llm):
     manifest = tmp_path / "m.jsonl"
     manifest.write_text((demo_corpus / "manifest.jsonl").read_text())
-    config = load_config(CONFIGS / "demo.yaml", ["report.enabled=false", "stages=[ingest]"])
+    config = load_config(CONFIGS / "demo.yaml", [*demo_llm, "report.enabled=false", "stages=[ingest]"])
     run_pipeline(config, str(manifest), tmp_path / "run", runner="local")
     manifest.write_text(manifest.read_text() + '{"video": "x.mp4", "caption": "one more row"}\n')
     with pytest.raises(RunDirConflict, match="input contents"):
         run_pipeline(config, str(manifest), tmp_path / "run", runner="local")
 
 
-def test_relative_paths_are_resolved(demo_corpus, tmp_path, monkeypatch):
+def test_relative_paths_are_resolved(demo_corpus, tmp_path, monkeypatch, demo_llm):
     from vtcurate.report.collect import collect
 
     monkeypatch.chdir(demo_corpus.parent)
-    config = load_config(CONFIGS / "demo.yaml", ["report.enabled=false", "stages=[ingest, langid]"])
+    config = load_config(
+        CONFIGS / "demo.yaml", [*demo_llm, "report.enabled=false", "stages=[ingest, langid]"]
+    )
     run_pipeline(config, f"{demo_corpus.name}/manifest.jsonl", "rel-run", runner="local")  # both relative
     info = json.loads((demo_corpus.parent / "rel-run" / "run.json").read_text())
     assert info["input"] == str(demo_corpus / "manifest.jsonl")

@@ -51,7 +51,7 @@ def test_report_shards_and_distributions(report, local_run):
 
 def test_answer_key_decisions(report):
     key = report["answer_key"]
-    assert key["summary"] == {"caught": 9, "kept_as_expected": 4, "not_checked": 2}
+    assert key["summary"] == {"caught": 11, "kept_as_expected": 4, "not_enforced": 2}
     assert key["clean_wrongly_dropped"] == []
     html_case = next(c for c in key["cases"] if c["id"] == "planted-html")
     assert html_case["status"] == "kept_as_expected"
@@ -65,16 +65,26 @@ def test_captions_are_escaped(local_run):
     assert re.search(r"""(src|href)=["']?(https?:)?//""", html) is None  # nothing fetched from a network
 
 
-def test_random_weights_banner(local_run, tmp_path):
+def test_random_weights_banner(report, local_run, tmp_path):
+    # the demo's CLIP (clip_filter, and aux_caption's retrieval) is randomly initialised
+    names = report["provenance"]["random_weights"]
+    assert any(n.startswith("clip_filter.") for n in names)
+    assert any(n.startswith("aux_caption") for n in names)
+    assert 'id="random-weights"' in (local_run / "report" / "index.html").read_text()
+
+    def trained(node):
+        if isinstance(node, dict):
+            return {k: False if k == "random_weights" else trained(v) for k, v in node.items()}
+        return [trained(v) for v in node] if isinstance(node, list) else node
+
     run = tmp_path / "run"
     shutil.copytree(local_run, run)
     info = json.loads((run / "run.json").read_text())
-    info["stages"]["clip_filter"] = {"clip": {"model": "ViT-S-32", "random_weights": True}}
+    info["stages"] = trained(info["stages"])
     (run / "run.json").write_text(json.dumps(info))
-    report = collect(run)
-    assert report["provenance"]["random_weights"] == ["clip_filter.clip"]
-    assert 'id="random-weights"' in render_html(report)
-    assert 'id="random-weights"' not in (local_run / "report" / "index.html").read_text()
+    real = collect(run)
+    assert real["provenance"]["random_weights"] == []
+    assert 'id="random-weights"' not in render_html(real)
 
 
 @pytest.mark.skipif(

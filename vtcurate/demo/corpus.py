@@ -110,14 +110,17 @@ def write_h264(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
             container.mux(packet)
 
 
-EXCERPT_OF = 6  # clean clip whose 1 s excerpt is planted as a near-duplicate
-SAME_CAPTION_AS = 9  # clean clip whose caption is planted on another video
+EXCERPT_OF = 6  # clean clip whose 1 s excerpt is planted as a near-duplicate (modulo the clip count)
+SAME_CAPTION_AS = 9  # clean clip whose caption is planted on another video (modulo the clip count)
 
 
 def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
     """Write videos/, manifest.jsonl and answer_key.jsonl under `out`; return a summary."""
-    if clips <= max(EXCERPT_OF, SAME_CAPTION_AS):
-        raise ValueError(f"the demo corpus needs more than {max(EXCERPT_OF, SAME_CAPTION_AS)} clean clips")
+    if clips < 2:
+        raise ValueError("the demo corpus needs at least 2 clean clips")
+    excerpt_of, same_caption_as = EXCERPT_OF % clips, SAME_CAPTION_AS % clips
+    if excerpt_of == same_caption_as:
+        same_caption_as = (same_caption_as + 1) % clips
     out = Path(out)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -144,7 +147,7 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
         name = f"clip{i:04d}"
         frames = render(spec, rng)
         write_h264(out / "videos" / f"{name}.mp4", frames)
-        if i == EXCERPT_OF:
+        if i == excerpt_of:
             excerpt = frames[FPS // 2 : FPS * 3 // 2]
         lang = "en" if i % 2 == 0 else "zh"
         add({"id": name, "video": f"videos/{name}.mp4", "caption": spec.caption(lang), "lang_hint": lang})
@@ -256,20 +259,20 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
         {
             "id": "planted-excerpt",
             "video": "videos/planted-excerpt.mp4",
-            "caption": "a short excerpt: " + specs[EXCERPT_OF].caption("en"),
+            "caption": "a short excerpt: " + specs[excerpt_of].caption("en"),
         },
-        f"1 s excerpt of clip{EXCERPT_OF:04d} (near-duplicate)",
+        f"1 s excerpt of clip{excerpt_of:04d} (near-duplicate)",
         "dedup",
         "near_duplicate",
     )
-    other = combos[(SAME_CAPTION_AS + 7) % len(combos)]
+    other = combos[(same_caption_as + 7) % len(combos)]
     add(
         {
             "id": "planted-same-caption",
             "video": planted_clip("planted-same-caption", other, seconds=1.5),
-            "caption": specs[SAME_CAPTION_AS].caption("en" if SAME_CAPTION_AS % 2 == 0 else "zh"),
+            "caption": specs[same_caption_as].caption("en" if same_caption_as % 2 == 0 else "zh"),
         },
-        f"caption of clip{SAME_CAPTION_AS:04d} on another video",
+        f"caption of clip{same_caption_as:04d} on another video",
         "dedup",
         "duplicate_caption",
     )

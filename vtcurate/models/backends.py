@@ -63,6 +63,7 @@ class ServedGenerator:
             model=cfg.model,
             executable=cfg.vllm_executable,
             extra_args=cfg.vllm_args,
+            env=cfg.vllm_env,
             startup_timeout=cfg.startup_timeout_s,
         )
         self.server.start()

@@ -186,6 +186,28 @@ def _distributions(rd: RunDir, config: dict, finished: set[str]) -> dict:
                 "thresholds": {"min_length": config["langid"]["min_length"][lang],
                                "max_length": config["langid"]["max_length"][lang]},
             }  # fmt: skip
+    if "clip_filter" in finished:
+        v = _values(rd, "clip_filter", ["lang", "clip_score"])
+        every = [x for side in v for x in v[side]["clip_score"] if x is not None]
+        lo, hi = min(every, default=0.0), max(every, default=1.0)
+        edges = [lo + (hi - lo) * i / 24 for i in range(25)] if hi > lo else [lo, lo + 1.0]
+        langs = sorted({lg for side in v for lg in v[side]["lang"] if lg})
+        plan_path = rd.stage("clip_filter").plan
+        plan = json.loads(plan_path.read_text("utf-8")) if plan_path.exists() else {}
+        cutoffs = {lang: t["cutoff"] for lang, t in plan.get("thresholds", {}).items() if t}
+        enforced = plan.get("decisions_enforced", True)
+        dists["clip_score"] = {
+            "title": "CLIP frame-caption similarity (clip_filter)"
+            + ("" if enforced else ": random weights, thresholds not enforced"),
+            "unit": "cosine", "edges": edges,
+            "series": {
+                f"{lang} {side}": _hist(
+                    [x for x, lg in zip(v[side]["clip_score"], v[side]["lang"]) if lg == lang], edges
+                )
+                for lang in langs for side in v
+            },
+            "thresholds": cutoffs,
+        }  # fmt: skip
     return dists
 
 
@@ -205,16 +227,18 @@ def _samples(rd: RunDir, stats: list[dict], limit: int) -> list[dict]:
     with_frames = [s["stage"] for s in stats if s["stage"] in ("keyframes", "shard")]
     if not with_frames or limit == 0:
         return []
-    rows = read_rows(rd.stage(with_frames[0]).kept_parts(), limit=limit)
+    rows = read_rows(rd.stage(with_frames[-1]).kept_parts(), limit=limit)  # the latest: every column
     out = []
     for row in rows:
+        rewritten = row.get("rewrite_status") == "rewritten"
+        aux = row.get("aux_captions") or []
         out.append({
             "clip_id": row["clip_id"],
             "lang": row.get("lang"),
             "caption_raw": row.get("caption_raw"),
             "caption": row.get("caption"),
-            "caption_rewritten": row.get("caption_rewritten"),
-            "aux_captions": row.get("aux_captions"),
+            "caption_rewritten": row["caption"] if rewritten else None,
+            "aux_captions": [f"f{a['frame']} {a['lang']}: {a['text']}" for a in aux],
             "rewrite_status": row.get("rewrite_status"),
             "frame_times": row.get("frame_times"),
             "frames": [_thumb(f) for f in row.get("frames") or []],

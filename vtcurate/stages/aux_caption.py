@@ -47,7 +47,7 @@ class AuxCaptionStage(Stage):
     @property
     def resources(self) -> Resources:
         cfg = self.config
-        gpus = 1.0 if cfg.backend == "vllm" and not cfg.llm.base_url else 0.0
+        gpus = 1.0 if cfg.backend == "vllm" and not cfg.llm.base_url and cfg.llm.device != "cpu" else 0.0
         return Resources(num_cpus=1.0 if cfg.backend in ("retrieval", "transformers") else 0.5,
                          num_gpus=gpus, batch_size=16)  # fmt: skip
 

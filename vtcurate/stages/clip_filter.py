@@ -31,7 +31,7 @@ _REDUCE = {"mean": np.mean, "max": np.max, "min": np.min}
 def top_fraction_cutoff(scores: list[float], fraction: float) -> float:
     """The lowest score kept when keeping the best `fraction` of `scores` (at least one)."""
     ranked = sorted(scores, reverse=True)
-    k = max(1, math.ceil(fraction * len(ranked)))
+    k = max(1, math.ceil(round(fraction * len(ranked), 9)))  # 0.07 * 100 is 7.000000000000001
     return ranked[k - 1]
 
 

@@ -47,7 +47,8 @@ class RewriteStage(Stage):
     @property
     def resources(self) -> Resources:
         llm = self.config.llm
-        gpus = 1.0 if llm.backend == "vllm" and not llm.base_url else 0.0
+        # a worker that starts its own vLLM server holds a GPU for it (unless vLLM runs on CPU)
+        gpus = 1.0 if llm.backend == "vllm" and not llm.base_url and llm.device != "cpu" else 0.0
         # transformers on CPU uses the worker's threads; HTTP backends mostly wait
         cpus = 1.0 if llm.backend == "transformers" else 0.5
         return Resources(num_cpus=cpus, num_gpus=gpus, batch_size=max(8, llm.batch_size))

@@ -24,7 +24,7 @@ from vtcurate.text.script import caption_length, chinese_by_script, script_stats
 
 _LABEL = re.compile(
     r"^\s*(?:\**\s*)?(?:rewritten caption|caption|description|rewritten|output|answer|改写后|描述|标题)"
-    r"\s*[:：]\s*",
+    r"\s*[:：]\s*(?:\*\*)?\s*",
     re.IGNORECASE,
 )
 _PREAMBLE = re.compile(
