@@ -198,7 +198,7 @@ class LLMBackendConfig(Strict):
     vllm_executable: str = Field("vllm", description="vllm: the `vllm` command of vLLM's own environment")
     vllm_args: list[str] = Field(default_factory=list, description="vllm: extra `vllm serve` arguments")
     vllm_env: dict[str, str] = Field(
-        default_factory=dict, description="vllm: environment added for `vllm serve` (e.g. VLLM_CPU_KVCACHE_SPACE)"
+        default_factory=dict, description="vllm: environment added for `vllm serve` (VLLM_CPU_KVCACHE_SPACE…)"
     )
     startup_timeout_s: float = Field(600.0, gt=0)
     concurrency: int = Field(8, ge=1, description="openai/vllm: requests in flight per worker")
