@@ -129,6 +129,7 @@ class DedupStage(Stage):
         live = [i for i, r in enumerate(cols[DROP_REASON]) if r is None]
         uf = _UnionFind()
         how: dict[tuple[int, int], str] = {}  # (min, max) row pair -> the relation that joined them
+        joined_by: dict[int, str] = {}  # row -> the first relation that joined it to anything
         if cfg.near_duplicates:
             buckets: dict[tuple[int, int], set[int]] = defaultdict(set)
             for i in live:
@@ -154,6 +155,8 @@ class DedupStage(Stage):
                 if matched >= min(cfg.min_matched_frames, len(fa), len(fb)):
                     uf.union(a, b)
                     how[(a, b)] = f"near_duplicate:{matched}"
+                    joined_by.setdefault(a, how[(a, b)])
+                    joined_by.setdefault(b, how[(a, b)])
         if cfg.captions:
             first: dict[str, int] = {}
             for i in live:
@@ -163,6 +166,8 @@ class DedupStage(Stage):
                 if key in first:
                     uf.union(first[key], i)
                     how.setdefault((first[key], i), "duplicate_caption")
+                    joined_by.setdefault(first[key], "duplicate_caption")
+                    joined_by.setdefault(i, "duplicate_caption")
                 else:
                     first[key] = i
         groups: dict[int, list[int]] = defaultdict(list)
@@ -176,9 +181,8 @@ class DedupStage(Stage):
             for i in members:
                 if i == keeper:
                     continue
-                relation = how.get((min(i, keeper), max(i, keeper)))
-                if relation is None:  # joined to the keeper through another member
-                    relation = next(v for (a, b), v in how.items() if i in (a, b))
+                # directly related to the keeper, or else joined to it through another member
+                relation = how.get((min(i, keeper), max(i, keeper))) or joined_by[i]
                 reason, _, matched = relation.partition(":")
                 detail = f"{matched} key-frames match in order" if matched else "same caption"
                 duplicates[cols["clip_id"][i]] = [cols["clip_id"][keeper], reason, detail]
