@@ -9,7 +9,6 @@ report's banner.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vtcurate.checksums import file_sha256
 from vtcurate.config import ClipModelSpec
 from vtcurate.errors import UserError
 
@@ -70,14 +70,6 @@ def _read_meta(path: Path) -> dict:
     return json.loads(raw) if isinstance(raw, str) else {}
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_info(spec: ClipModelSpec) -> dict:
     """Where a spec's weights come from and whether they are random, without building the model."""
     weights = spec.pretrained
@@ -88,7 +80,7 @@ def weights_info(spec: ClipModelSpec) -> dict:
     return {
         "model": spec.name,
         "pretrained": weights,
-        "sha256": _file_sha256(file) if file else None,
+        "sha256": file_sha256(file) if file else None,
         "note": meta.get("note"),
         "random_weights": weights is None or meta.get("trained") is False,
     }

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vtcurate.checksums import file_sha256
 from vtcurate.errors import UserError
 from vtcurate.models.generation import Chat, Generation, Sampling
 
@@ -49,7 +50,6 @@ CONDITIONAL_CAPTIONERS = frozenset({"blip", "git"})
 
 _LOCK = threading.Lock()
 _MODELS: dict[tuple[str, str, str], _Loaded] = {}
-_SHA256: dict[tuple[str, int, int], str] = {}
 
 
 @dataclass
@@ -89,19 +89,6 @@ def is_random_init(path: Path) -> bool:
         return bool(json.loads(marker.read_text()).get("random_weights"))
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, streamed, computed once per process per (path, size, mtime)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA256:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        _SHA256[key] = h.hexdigest()
-    return _SHA256[key]
 
 
 def weights_sha256(path: Path) -> str:
@@ -234,7 +221,23 @@ def _common_provenance(backend: str, path: Path, loaded: _Loaded) -> dict:
 # chat LM
 
 
-class TransformersChatLM:
+class _CachedModel:
+    """What both generators share: a model from the process cache, released by close()."""
+
+    _loaded: _Loaded | None
+
+    @property
+    def loaded(self) -> _Loaded:
+        if self._loaded is None:
+            raise RuntimeError("generator is closed")
+        return self._loaded
+
+    def close(self) -> None:
+        # The weights stay in the process cache (loading is the expensive part); clear_cache() frees them.
+        self._loaded = None
+
+
+class TransformersChatLM(_CachedModel):
     """A causal chat LM run in-process by transformers.
 
     `model`: a Hugging Face model directory, or a `.gguf` file (tokenizer and chat template are read
@@ -288,12 +291,6 @@ class TransformersChatLM:
         if model.generation_config.pad_token_id is None:
             model.generation_config.pad_token_id = tok.pad_token_id
         return _Loaded(model, tok, None, device, dtype, 0.0)
-
-    @property
-    def loaded(self) -> _Loaded:
-        if self._loaded is None:
-            raise RuntimeError("generator is closed")
-        return self._loaded
 
     def generate(self, chats: list[Chat], sampling: Sampling) -> list[Generation]:
         if not chats:
@@ -356,16 +353,12 @@ class TransformersChatLM:
             "batch_size": self.batch_size,
         }
 
-    def close(self) -> None:
-        # The weights stay in the process cache (loading is the expensive part); clear_cache() frees them.
-        self._loaded = None
-
 
 # --------------------------------------------------------------------------------------------------
 # image captioner
 
 
-class TransformersImageCaptioner:
+class TransformersImageCaptioner(_CachedModel):
     """Captions the image of each chat with an image-to-text model from a local directory.
 
     Each request's first image part is captioned (further images are ignored; `extra` says how many
@@ -419,12 +412,6 @@ class TransformersImageCaptioner:
         if gc.pad_token_id is None:
             gc.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         return _Loaded(model, tok, proc, device, dtype, 0.0)
-
-    @property
-    def loaded(self) -> _Loaded:
-        if self._loaded is None:
-            raise RuntimeError("generator is closed")
-        return self._loaded
 
     def generate(self, chats: list[Chat], sampling: Sampling) -> list[Generation]:
         if not chats:
@@ -507,9 +494,6 @@ class TransformersImageCaptioner:
             "uses_prompt": self.conditional,
             "batch_size": self.batch_size,
         }
-
-    def close(self) -> None:
-        self._loaded = None
 
 
 def _image_parts(chat: Chat) -> tuple[list[bytes], str]:

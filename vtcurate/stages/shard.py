@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from vtcurate.checksums import file_sha256
 from vtcurate.config import ShardConfig
 from vtcurate.pipeline.atomic import write_json
 from vtcurate.stages.base import DROP_DETAIL, DROP_REASON, Resources, Stage, set_column, with_decisions
@@ -115,7 +116,7 @@ class ShardStage(Stage):
                     "split": path.parent.name,
                     "samples": samples[fname],
                     "bytes": path.stat().st_size,
-                    "sha256": _sha256(path),
+                    "sha256": file_sha256(path),
                     "languages": dict(sorted(langs[fname].items())),
                 }
             )
@@ -145,11 +146,3 @@ def _split_counts(shards: list[dict]) -> dict[str, int]:
     for shard in shards:
         counts[shard["split"]] += shard["samples"]
     return dict(sorted(counts.items()))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
