@@ -96,7 +96,7 @@ def test_pyav_iframe_mode_decodes_one_frame_per_segment(tmp_path, monkeypatch):
     path = tmp_path / "gop.mp4"  # 8 s at 12 fps with a 1 s GOP: an intra frame in every segment
     write_h264(path, render(ClipSpec("red", "circle", "from left to right"), random.Random(0), seconds=8.0))
     decoded = []
-    real = frames_mod._pyav_frame_at
+    real = frames_mod._pyav_frames_at
 
     class Counting:
         def __init__(self, container):
@@ -110,7 +110,69 @@ def test_pyav_iframe_mode_decodes_one_frame_per_segment(tmp_path, monkeypatch):
                 decoded.append(frame.pts)
                 yield frame
 
-    monkeypatch.setattr(frames_mod, "_pyav_frame_at", lambda c, *a, **k: real(Counting(c), *a, **k))
+    monkeypatch.setattr(frames_mod, "_pyav_frames_at", lambda c, *a, **k: real(Counting(c), *a, **k))
     frames = read_keyframes(str(path), 0.0, 8.0, 8, "iframe", ["pyav"])
     assert frames.times == [float(i) for i in range(8)]
     assert len(decoded) == 8
+
+
+def _gop_clip(path, gop: int, seconds: float = 8.0):
+    import av
+
+    fps = 12
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        stream.options = {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0", "preset": "ultrafast"}
+        for i in range(int(seconds * fps)):
+            img = np.full((64, 64, 3), (i * 5) % 256, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("gop", [1000, 12])
+def test_pyav_exact_never_decodes_more_than_one_sequential_pass(tmp_path, monkeypatch, gop):
+    """One long GOP: a single pass, not a GOP run from the start per target (8x the work).
+    Short GOPs: at most one GOP run per target.  Either way the frames are the exact ones."""
+    import av
+
+    from vtcurate.video import frames as frames_mod
+
+    path = _gop_clip(tmp_path / f"g{gop}.mp4", gop)
+    decoded = []
+    real_open = frames_mod.open_av_video
+
+    class Counting:
+        def __init__(self, container):
+            self._c = container
+
+        def __getattr__(self, name):
+            return getattr(self._c, name)
+
+        def decode(self, *args, **kwargs):
+            for frame in self._c.decode(*args, **kwargs):
+                decoded.append(frame.pts)
+                yield frame
+
+    from contextlib import contextmanager
+
+    @contextmanager
+    def counting_open(src):
+        with real_open(src) as (container, stream):
+            yield Counting(container), stream
+
+    monkeypatch.setattr(frames_mod, "open_av_video", counting_open)
+    frames = read_keyframes(str(path), 0.0, 8.0, 8, "exact", ["pyav"])
+    last_target = int(7.5 * 12)  # frame index shown at the last segment's middle
+    if gop >= 96:
+        assert len(decoded) <= last_target + 1 + frames_mod.LOOKAHEAD_FRAMES
+    else:
+        assert len(decoded) <= 8 * (gop + frames_mod.LOOKAHEAD_FRAMES)
+    with av.open(str(path)) as c:
+        every = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    for img, t in zip(frames.images, frames.times):
+        assert np.array_equal(img, every[round(t * 12)])
+    assert frames.times == pytest.approx([round((i + 0.5) * 12) / 12 for i in range(8)])

@@ -11,6 +11,7 @@ Modes:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import IO
 
@@ -73,32 +74,54 @@ def read_decord(src: str | IO[bytes], start: float, end: float, n: int, mode: st
 LOOKAHEAD_FRAMES = 4
 
 
-def _pyav_frame_at(container, stream, t: float, t0: int, intra: bool = False) -> tuple[np.ndarray, float]:
-    """Seek to the intra frame before t, decode forward, return the frame displayed at t:
-    the largest presentation time <= t (the earliest frame if the seek landed past t).
-    `intra`: t is an intra frame's own time, so the first frame decoded after the seek is it."""
+def _decoded(frames, t0: int, tb: float):
+    for frame in frames:
+        if frame.pts is not None:
+            yield frame, (frame.pts - t0) * tb
+
+
+def _pyav_frames_at(
+    container, stream, targets: list[float], t0: int, key_times: np.ndarray, intra: list[bool]
+) -> list[tuple[np.ndarray, float]]:
+    """The frame displayed at each target (ascending): the largest presentation time <= t (the
+    earliest frame if the decoder starts past t).
+
+    One decoding pass that seeks only where an intra frame lies between the last decoded frame and
+    the next target, so a GOP is never decoded twice and no clip costs more frames than decoding
+    it sequentially up to the last target: with short GOPs this is one GOP run per target, with
+    one long GOP it is a sequential pass.  `intra[i]`: target i is an intra frame's own time, so
+    the first frame decoded after seeking to it is the answer (iframe mode decodes one frame)."""
     tb = float(stream.time_base)
-    container.seek(t0 + int(t / tb), stream=stream, backward=True, any_frame=False)
-    chosen, earliest, past = None, None, 0
-    for frame in container.decode(stream):
-        if frame.pts is None:
-            continue
-        ft = (frame.pts - t0) * tb
-        if intra and abs(ft - t) <= 1e-6:
-            chosen = (frame, ft)
-            break
-        if ft <= t + 1e-6:
-            if chosen is None or ft > chosen[1]:
-                chosen = (frame, ft)
-        else:
-            earliest = (frame, ft) if earliest is None or ft < earliest[1] else earliest
-            past += 1
-            if past >= LOOKAHEAD_FRAMES:
-                break
-    chosen = chosen or earliest
-    if chosen is None:
-        raise VideoSourceError("decode_failed", f"no frame decoded near t={t:.3f}s")
-    return chosen[0].to_ndarray(format="rgb24"), chosen[1]
+    out: list[tuple[np.ndarray, float]] = []
+    decoded = None
+    pos = -np.inf  # presentation time of the latest frame decoded
+    pending: list = []  # frames decoded past the previous target: candidates for the next ones
+    for t, is_intra in zip(targets, intra):
+        before = key_times[key_times <= t + 1e-6]
+        key = float(before[-1]) if before.size else None
+        if decoded is None or (key is not None and key > pos + 1e-6):
+            container.seek(t0 + int(t / tb), stream=stream, backward=True, any_frame=False)
+            decoded, pending = _decoded(container.decode(stream), t0, tb), []
+        chosen, earliest, past, ahead = None, None, 0, []
+        for frame, ft in itertools.chain(pending, decoded):
+            pos = max(pos, ft)
+            if ft <= t + 1e-6:
+                if chosen is None or ft > chosen[1]:
+                    chosen = (frame, ft)
+                if is_intra and abs(ft - t) <= 1e-6:
+                    break
+            else:
+                ahead.append((frame, ft))
+                earliest = (frame, ft) if earliest is None or ft < earliest[1] else earliest
+                past += 1
+                if past >= LOOKAHEAD_FRAMES:
+                    break
+        pending = ahead
+        chosen = chosen or earliest
+        if chosen is None:
+            raise VideoSourceError("decode_failed", f"no frame decoded near t={t:.3f}s")
+        out.append((chosen[0].to_ndarray(format="rgb24"), chosen[1]))
+    return out
 
 
 def _pyav_key_times(container, stream, t0: int) -> np.ndarray:
@@ -116,16 +139,12 @@ def read_pyav(src: str | IO[bytes], start: float, end: float, n: int, mode: str,
             stream.codec_context.thread_count = threads
         t0 = stream.start_time or 0
         targets = segment_targets(start, end, n)
-        key_times = np.asarray([])
+        key_times = _pyav_key_times(container, stream, t0)
         if mode == "iframe":
-            key_times = _pyav_key_times(container, stream, t0)
             targets = _snap_to_intra(targets, _segment_bounds(start, end, n), key_times)
-        images, times = [], []
-        for t in targets:
-            intra = bool(key_times.size) and bool(np.any(np.abs(key_times - t) <= 1e-9))
-            image, ft = _pyav_frame_at(container, stream, t, t0, intra)
-            images.append(image)
-            times.append(float(ft))
+        intra = [mode == "iframe" and bool(np.any(np.abs(key_times - t) <= 1e-9)) for t in targets]
+        found = _pyav_frames_at(container, stream, targets, t0, key_times, intra)
+        images, times = [f[0] for f in found], [float(f[1]) for f in found]
         fps = float(stream.average_rate or 0) or 0.0
         indices = [int(round(t * fps)) if fps else -1 for t in times]
         return Frames(images, times, indices, "pyav")
