@@ -12,7 +12,7 @@ RUNNER ?= ray
 BROWSER_PKGS := chromium chromium-driver fonts-wqy-zenhei
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo -n)
 
-.PHONY: setup browser demo test lint clean
+.PHONY: setup browser ffmpeg demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -32,13 +32,23 @@ browser:
 	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(BROWSER_PKGS)) \
 	  || echo "WARNING: could not install $(BROWSER_PKGS); the browser test will skip"; }
 
+# The ffmpeg CLI: the benchmark generates its 720p clips with it and uses it as a baseline.
+ffmpeg:
+	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg for the benchmark"; \
+	  ($(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg) \
+	  || echo "WARNING: could not install ffmpeg; the benchmark cannot generate its clips"; }
+
+# Benchmarks (bench/): results in bench/results.json and bench/results.md (the README's table).
+bench: setup ffmpeg
+	HF_HUB_OFFLINE=1 $(BIN)/python -m bench
+
 demo: setup
 	test -f $(DEMO_DIR)/manifest.jsonl || $(BIN)/vtcurate demo-data $(DEMO_DIR)
 	$(BIN)/vtcurate run configs/demo.yaml --input $(DEMO_DIR)/manifest.jsonl --run-dir $(RUN_DIR) --runner $(RUNNER)
 	$(BIN)/python -m vtcurate.demo.check $(DEMO_DIR) $(RUN_DIR)
 
 lint: setup
-	$(BIN)/ruff check vtcurate tests
+	$(BIN)/ruff check vtcurate tests bench
 
 test: setup vllm-env browser lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

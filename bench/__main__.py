@@ -1,0 +1,45 @@
+"""python -m bench [--only GROUP ...] [--reps N]: run the suite, write bench/results.{json,md}."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+
+from bench import keyframes, models, pipeline, shards
+from bench.common import RESULTS_MD, write_results
+
+SUITE = {
+    "keyframes": keyframes.run,
+    "langid": models.langid,
+    "clip": models.clip_scoring,
+    "llm": models.llm_rewrite,
+    "shards": shards.run,
+    "pipeline": pipeline.demo,
+    "ray": pipeline.ray_scaling,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--only", nargs="*", choices=sorted(SUITE), help="run these groups only")
+    parser.add_argument("--reps", type=int, default=3, help="timed repetitions per figure (median)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    rows = []
+    for name, fn in SUITE.items():
+        if args.only and name not in args.only:
+            continue
+        t = time.perf_counter()
+        reps = min(args.reps, 2) if name == "llm" else args.reps  # one LLM repetition is ~20 s
+        rows += fn(reps)
+        print(f"bench {name}: {time.perf_counter() - t:.0f} s", flush=True)
+    write_results(rows, time.perf_counter() - t0)
+    print(RESULTS_MD.read_text())
+
+
+if __name__ == "__main__":
+    main()

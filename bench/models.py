@@ -1,0 +1,158 @@
+"""Model throughput on CPU: language ID, CLIP scoring by batch size, LLM rewriting."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import Row, median_time, ratio_row
+
+CAPTIONS = Path(__file__).resolve().parents[2] / "shared" / "data" / "captions"
+
+
+def _captions(limit: int = 2000) -> list[str]:
+    texts = []
+    for path in sorted(CAPTIONS.glob("*.jsonl")) if CAPTIONS.is_dir() else []:
+        texts += [
+            json.loads(line)["caption"] for line in path.read_text("utf-8").splitlines() if line.strip()
+        ]
+    if not texts:
+        texts = ["a red circle moves from left to right", "一个红色的圆从左向右移动"] * 500
+    return texts[:limit]
+
+
+def langid(reps: int) -> list[Row]:
+    """The langid stage's scoring (normalise, lid.176, Han rule, OpenCC) vs a bare lid.176 call."""
+    from vtcurate.config import LangIdConfig
+    from vtcurate.models.langid import LanguageIdentifier
+    from vtcurate.stages.langid import LangIdStage
+
+    texts = _captions()
+    stage = LangIdStage(LangIdConfig())
+    stage.setup()
+    lid = LanguageIdentifier()
+    bare = median_time(lambda: [lid.detect(t) for t in texts], reps)
+    full = median_time(lambda: [stage.score(t) for t in texts], reps)
+    name, note = f"stage scoring, {len(texts)} real captions", "ratio < 1: the cost of normalisation + rules"
+    return [
+        ratio_row(
+            "langid", name, len(texts) / full, "captions/s", "bare lid.176", len(texts) / bare, note=note
+        )
+    ]
+
+
+def clip_scoring(reps: int, batch_sizes=(1, 8, 32), name: str = "ViT-B-32") -> list[Row]:
+    """Frames/s of CLIP image embedding on CPU (random weights: speed does not depend on them)."""
+    import cv2
+    import torch
+
+    from vtcurate.config import ClipModelSpec
+    from vtcurate.models.clip import load_clip
+
+    torch.set_num_threads(2)
+    model = load_clip(ClipModelSpec(name=name))
+    rng = np.random.default_rng(0)
+    jpeg = cv2.imencode(".jpg", rng.integers(0, 255, (224, 398, 3), np.uint8))[1].tobytes()
+    rates = {}
+    for bs in batch_sizes:
+        t = median_time(lambda bs=bs: model.embed_images([jpeg] * bs), reps)
+        rates[bs] = bs / t
+    rows = [
+        ratio_row(
+            "clip_filter",
+            f"{name} image embedding, batch {bs} (2 threads, fp32)",
+            rate,
+            "frames/s",
+            "batch 1",
+            rates[batch_sizes[0]],
+        )
+        for bs, rate in rates.items()
+    ]
+    texts = _captions(64)
+    t = median_time(lambda: model.embed_texts(texts), reps)
+    rows.append(
+        Row("clip_filter", f"{name} text embedding, batch {len(texts)}", len(texts) / t, "captions/s")
+    )
+    if torch.cuda.is_available():
+        rows += _clip_gpu(name, jpeg, reps, rates[batch_sizes[0]])
+    return rows
+
+
+def _clip_gpu(name: str, jpeg: bytes, reps: int, cpu_rate: float) -> list[Row]:
+    """bf16, channels-last, large batches; pixels prepared once so the GPU is what is timed."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    from vtcurate.config import ClipModelSpec
+    from vtcurate.models.clip import load_clip
+
+    model = load_clip(ClipModelSpec(name=name, device="cuda", precision="bf16"))
+    net = model.model.to(memory_format=torch.channels_last)
+    pixel = model.preprocess(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    rows = []
+    for bs in (64, 256, 1024):
+        batch = pixel.unsqueeze(0).repeat(bs, 1, 1, 1).to("cuda").to(memory_format=torch.channels_last)
+
+        def step(batch=batch) -> None:
+            with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+                net.encode_image(batch)
+            torch.cuda.synchronize()
+
+        t = median_time(step, reps)
+        rows.append(ratio_row("clip_filter GPU", f"{name} bf16 channels-last, batch {bs}", bs / t, "frames/s",
+                              "CPU batch 1", cpu_rate))  # fmt: skip
+    return rows
+
+
+def llm_rewrite(reps: int) -> list[Row]:
+    """SmolLM2 (transformers, CPU): output tokens/s one caption at a time vs batches of 8."""
+    from vtcurate.models.generation import Sampling
+    from vtcurate.models.hf_generate import TransformersChatLM
+    from vtcurate.text.prompts import load_prompts, render
+
+    prompts = load_prompts(Path(__file__).resolve().parents[1] / "configs" / "prompts" / "rewrite.yaml")
+    captions = [c for c in _captions(2000) if c.isascii()][:8]
+    chats = [render(prompts["en"], c) for c in captions]
+    sampling = Sampling(max_tokens=40)
+    t0 = time.perf_counter()
+    lm = TransformersChatLM(batch_size=8)
+    load = time.perf_counter() - t0
+    out = {}
+    for label, bs in (("single", 1), ("batch of 8", 8)):
+        lm.batch_size = bs
+        tokens: list[int] = []
+
+        def call(tokens=tokens) -> None:
+            tokens.append(sum(g.output_tokens for g in lm.generate(chats, sampling)))
+
+        t = median_time(call, reps, warmup=0)
+        out[label] = (float(np.median(tokens)) / t, len(chats) / t)
+    rows = [
+        ratio_row(
+            "rewrite",
+            f"SmolLM2-135M transformers CPU, {label}",
+            tok,
+            "output tokens/s",
+            "single",
+            out["single"][0],
+        )
+        for label, (tok, _) in out.items()
+    ]
+    rows += [
+        ratio_row(
+            "rewrite",
+            f"SmolLM2-135M transformers CPU, {label}",
+            cps,
+            "captions/s",
+            "single",
+            out["single"][1],
+        )
+        for label, (_, cps) in out.items()
+    ]
+    rows.append(Row("rewrite", "SmolLM2 GGUF load (dequantise)", load, "s"))
+    return rows

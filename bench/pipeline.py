@@ -1,0 +1,62 @@
+"""End to end: the demo pipeline's clips/s and peak memory per stage (local runner), and the
+keyframes stage scaling from 1 to 2 Ray workers on the real videos."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bench.common import OUT, Row, ratio_row
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def demo(reps: int) -> list[Row]:
+    from vtcurate.config import load_config
+    from vtcurate.demo.corpus import generate
+    from vtcurate.pipeline.executor import run_pipeline
+
+    corpus = OUT / "demo-corpus"
+    if not (corpus / "manifest.jsonl").exists():
+        generate(corpus)
+    run_dir = OUT / "demo-run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    config = load_config(CONFIGS / "demo.yaml", ["report.enabled=false"])
+    stats = run_pipeline(config, str(corpus / "manifest.jsonl"), run_dir, runner="local")
+    rows = []
+    for s in stats:
+        rate = s["rows_processed"] / s["seconds"] if s["seconds"] else 0.0
+        note = "incl. model load" if s["stage"] in ("clip_filter", "rewrite", "aux_caption") else ""
+        rows.append(Row("end to end (demo, local runner)", s["stage"], rate, "clips/s", note=note))
+        rows.append(Row("memory (demo, local runner)", f"{s['stage']}: process peak RSS after it",
+                        s["worker_peak_rss_mb"] or 0.0, "MB"))  # fmt: skip
+    return rows
+
+
+def ray_scaling(reps: int) -> list[Row]:
+    """The keyframes stage on ~40 real clips with 1 and 2 Ray actors (1 CPU each)."""
+    from bench.shards import build_corpus
+    from vtcurate.config import load_config
+    from vtcurate.pipeline.executor import run_pipeline
+
+    manifest, _ = build_corpus()
+    seconds = {}
+    for workers in (1, 2):
+        run_dir = OUT / f"ray-{workers}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        # the embedded cluster gets one logical CPU beyond the actors, for Ray Data's own tasks
+        config = load_config(
+            CONFIGS / "default.yaml",
+            ["stages=[ingest, keyframes]", "report.enabled=false", f"ray.num_cpus={workers + 1}",
+             "ray.reserve_cpus=1", "partition_rows=4"],
+        )  # fmt: skip
+        stats = run_pipeline(config, str(manifest), run_dir, runner="ray")
+        key = next(s for s in stats if s["stage"] == "keyframes")
+        assert key["workers"]["workers"] == workers, key["workers"]
+        seconds[workers] = key["seconds"]
+        rows_in = key["rows_in"]
+    return [
+        ratio_row("ray scaling", f"keyframes stage, {w} actor(s), {rows_in} real clips", rows_in / seconds[w],
+                  "clips/s", "1 actor", rows_in / seconds[1])
+        for w in (1, 2)
+    ]  # fmt: skip
