@@ -168,7 +168,7 @@ def read_keyframes(
     end: float,
     n: int,
     mode: str = "exact",
-    backends: tuple[str, ...] | list[str] = ("decord", "pyav"),
+    backends: tuple[str, ...] | list[str] = ("pyav", "decord"),
     threads: int = 1,
 ) -> Frames:
     """Read n key-frames of the span [start, end); fall back through backends on failure."""
