@@ -28,16 +28,17 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    t0 = time.perf_counter()
-    rows = []
-    for name, fn in SUITE.items():
-        if args.only and name not in args.only:
-            continue
+    rows, seconds = [], {}
+    suites = [name for name in SUITE if not args.only or name in args.only]
+    for name in suites:
         t = time.perf_counter()
         reps = min(args.reps, 2) if name == "llm" else args.reps  # one LLM repetition is ~20 s
-        rows += fn(reps)
-        print(f"bench {name}: {time.perf_counter() - t:.0f} s", flush=True)
-    write_results(rows, time.perf_counter() - t0)
+        for row in SUITE[name](reps):
+            row.suite = name
+            rows.append(row)
+        seconds[name] = time.perf_counter() - t
+        print(f"bench {name}: {seconds[name]:.0f} s", flush=True)
+    write_results(rows, seconds)
     print(RESULTS_MD.read_text())
 
 

@@ -47,6 +47,7 @@ class Row:
     target: float | None = None  # the ratio the issue asks for, where it sets one
     note: str = ""
     extra: dict = field(default_factory=dict)
+    suite: str = ""  # the bench group that measured it (set by bench.__main__)
 
     @property
     def met(self) -> bool | None:
@@ -81,11 +82,19 @@ def machine() -> dict:
     }
 
 
-def write_results(rows: list[Row], seconds: float) -> None:
+def write_results(rows: list[Row], suite_seconds: dict[str, float]) -> None:
+    """Write the results; a partial run (some suites) replaces only those suites' rows."""
+    kept, seconds = [], dict(suite_seconds)
+    if RESULTS_JSON.exists():
+        previous = json.loads(RESULTS_JSON.read_text())
+        kept = [r for r in previous["rows"] if r.get("suite") not in suite_seconds]
+        for suite, secs in previous.get("suite_seconds", {}).items():
+            seconds.setdefault(suite, secs)
     payload = {
         "machine": machine(),
-        "seconds": seconds,
-        "rows": [{**asdict(r), "met": r.met} for r in rows],
+        "seconds": sum(seconds.values()),
+        "suite_seconds": seconds,
+        "rows": kept + [{**asdict(r), "met": r.met} for r in rows],
     }
     RESULTS_JSON.write_text(json.dumps(payload, indent=1) + "\n")
     RESULTS_MD.write_text(markdown(payload) + "\n")

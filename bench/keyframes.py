@@ -83,10 +83,10 @@ def _clip_rows(name: str, path: Path, reps: int) -> list[Row]:
     base = median_time(lambda: full_decode(path, duration), reps)
     exact_target, iframe_target = TARGETS.get(name, (None, None))
     variants = [
-        ("stage exact (decord, PyAV fallback)", "exact", ["decord", "pyav"], exact_target),
-        ("stage exact, PyAV", "exact", ["pyav"], None),
-        ("stage iframe (decord, PyAV fallback)", "iframe", ["decord", "pyav"], iframe_target),
-        ("stage iframe, PyAV", "iframe", ["pyav"], None),
+        ("stage exact (default: PyAV, decord fallback)", "exact", ["pyav", "decord"], exact_target),
+        ("stage exact, decord first", "exact", ["decord", "pyav"], None),
+        ("stage iframe (default: PyAV, decord fallback)", "iframe", ["pyav", "decord"], iframe_target),
+        ("stage iframe, decord first", "iframe", ["decord", "pyav"], None),
     ]
     timed = [
         (label, median_time(lambda m=mode, b=backends: stage_reader(path, duration, m, b), reps), target)

@@ -155,4 +155,35 @@ def llm_rewrite(reps: int) -> list[Row]:
         for label, (_, cps) in out.items()
     ]
     rows.append(Row("rewrite", "SmolLM2 GGUF load (dequantise)", load, "s"))
+    import torch
+
+    if torch.cuda.is_available():
+        rows += _llm_gpu(chats * 8, sampling, reps)
+    return rows
+
+
+def _llm_gpu(chats: list, sampling, reps: int) -> list[Row]:
+    """On CUDA: vLLM in-process (where it is installed) against Hugging Face generate, same GPU."""
+    import importlib.util
+    import tempfile
+
+    from vtcurate.models.gguf_export import export_safetensors, smollm2_gguf_path
+    from vtcurate.models.hf_generate import TransformersChatLM
+
+    model_dir = export_safetensors(smollm2_gguf_path(), Path(tempfile.gettempdir()) / "vtcurate-smollm2")
+    hf = TransformersChatLM(model_dir, device="cuda", batch_size=len(chats))
+    tokens: list[int] = []
+    t = median_time(lambda: tokens.append(sum(g.output_tokens for g in hf.generate(chats, sampling))), reps)
+    hf_rate = tokens[-1] / t
+    rows = [Row("rewrite GPU", f"HF generate, batch {len(chats)}", hf_rate, "output tokens/s")]
+    if importlib.util.find_spec("vllm"):
+        from vtcurate.models.vllm_offline import VLLMOffline
+
+        engine = VLLMOffline(str(model_dir), batch_size=len(chats))
+        out: list[int] = []
+        t = median_time(
+            lambda: out.append(sum(g.output_tokens for g in engine.generate(chats, sampling))), reps
+        )
+        name = f"vLLM offline, batch {len(chats)}"
+        rows.append(ratio_row("rewrite GPU", name, out[-1] / t, "output tokens/s", "HF generate", hf_rate))
     return rows

@@ -72,6 +72,9 @@ def read_decord(src: str | IO[bytes], start: float, end: float, n: int, mode: st
 # Frames decoded past the target before the search stops.  Some files (AVI with packed B-frames)
 # hand frames out of presentation order, so the first frame past t does not end the search.
 LOOKAHEAD_FRAMES = 4
+# Frames before a target decoded in full (covers B-frame reordering); earlier ones skip non-reference
+# frames.  Larger than any reorder delay H.264/HEVC encoders use (at most 16 B-frames).
+SKIP_MARGIN_FRAMES = 24
 
 
 def _decoded(frames, t0: int, tb: float):
@@ -92,6 +95,11 @@ def _pyav_frames_at(
     one long GOP it is a sequential pass.  `intra[i]`: target i is an intra frame's own time, so
     the first frame decoded after seeking to it is the answer (iframe mode decodes one frame)."""
     tb = float(stream.time_base)
+    ctx = stream.codec_context
+    # Frames more than SKIP_MARGIN_FRAMES before a target are decoded with skip_frame=NONREF:
+    # nothing references those frames, so skipping them cannot change any later picture.  The
+    # margin covers the decoder's reorder delay, so the frames near the target are all decoded.
+    margin = SKIP_MARGIN_FRAMES / (float(stream.average_rate or 0) or 25.0)
     out: list[tuple[np.ndarray, float]] = []
     decoded = None
     pos = -np.inf  # presentation time of the latest frame decoded
@@ -103,8 +111,11 @@ def _pyav_frames_at(
             container.seek(t0 + int(t / tb), stream=stream, backward=True, any_frame=False)
             decoded, pending = _decoded(container.decode(stream), t0, tb), []
         chosen, earliest, past, ahead = None, None, 0, []
+        ctx.skip_frame = "NONREF" if pos < t - margin and not is_intra else "DEFAULT"
         for frame, ft in itertools.chain(pending, decoded):
             pos = max(pos, ft)
+            if pos >= t - margin:
+                ctx.skip_frame = "DEFAULT"
             if ft <= t + 1e-6:
                 if chosen is None or ft > chosen[1]:
                     chosen = (frame, ft)
@@ -121,6 +132,7 @@ def _pyav_frames_at(
         if chosen is None:
             raise VideoSourceError("decode_failed", f"no frame decoded near t={t:.3f}s")
         out.append((chosen[0].to_ndarray(format="rgb24"), chosen[1]))
+    ctx.skip_frame = "DEFAULT"
     return out
 
 
