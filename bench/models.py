@@ -53,7 +53,7 @@ def clip_scoring(reps: int, batch_sizes=(1, 8, 32), name: str = "ViT-B-32") -> l
     from vtcurate.models.clip import load_clip
 
     torch.set_num_threads(2)
-    model = load_clip(ClipModelSpec(name=name))
+    model = load_clip(ClipModelSpec(name=name, device="cpu"))
     rng = np.random.default_rng(0)
     jpeg = cv2.imencode(".jpg", rng.integers(0, 255, (224, 398, 3), np.uint8))[1].tobytes()
     rates = {}
@@ -120,7 +120,7 @@ def llm_rewrite(reps: int) -> list[Row]:
     chats = [render(prompts["en"], c) for c in captions]
     sampling = Sampling(max_tokens=40)
     t0 = time.perf_counter()
-    lm = TransformersChatLM(batch_size=8)
+    lm = TransformersChatLM(device="cpu", batch_size=8)
     load = time.perf_counter() - t0
     out = {}
     for label, bs in (("single", 1), ("batch of 8", 8)):

@@ -108,7 +108,9 @@ def test_absolute_threshold_per_language(tmp_path):
         ],
         tmp_path,
     )
-    assert plan["thresholds"]["en"] == {"mode": "absolute", "value": 0.25, "cutoff": 0.25, "n": 3}
+    assert plan["thresholds"]["en"] == {
+        "mode": "absolute", "value": 0.25, "cutoff": 0.25, "n": 3, "enforced": True,
+    }  # fmt: skip
     assert plan["thresholds"]["zh"]["cutoff"] == 0.1
     # 0.2 passes zh's threshold but fails en's: each language has its own
     assert _kept(rows) == {"en_hi", "en_eq", "zh_hi", "zh_mid"}
@@ -152,7 +154,9 @@ def test_star_is_the_fallback(tmp_path):
         tmp_path,
     )
     assert plan["thresholds"]["en"]["mode"] == "absolute"
-    assert plan["thresholds"]["fr"] == {"mode": "top_fraction", "value": 0.5, "cutoff": 0.3, "n": 4}
+    assert plan["thresholds"]["fr"] == {
+        "mode": "top_fraction", "value": 0.5, "cutoff": 0.3, "n": 4, "enforced": True,
+    }  # fmt: skip
     assert plan["thresholds"]["de"]["n"] == 1  # its own distribution, not pooled with fr
     assert _kept(rows) == {"en_a", "fr_b", "fr_d", "de_a"}
 
@@ -372,3 +376,30 @@ def test_aggregate(ckpts, aggregate):
     want = max(scores) if aggregate == "max" else min(scores)
     assert row["clip_score"] == pytest.approx(want, abs=1e-6)
     assert row["clip_score"] != pytest.approx(float(np.mean(scores)), abs=1e-6)
+
+
+def test_enforcement_is_per_language(ckpts, tmp_path):
+    """A trained English model drops on its scores even though the Chinese model is random."""
+    stage = ClipFilterStage(
+        ClipFilterConfig(
+            models={"en": ckpts["trained"], "zh": ckpts["random"]},
+            thresholds={"*": ClipThreshold(mode="absolute", value=0.2)},
+        )
+    )
+    plan, rows = _decide(stage, [[("en-low", "en", 0.1), ("en-high", "en", 0.3)], _zh()], tmp_path)
+    assert plan["thresholds"]["en"]["enforced"] is True and plan["thresholds"]["zh"]["enforced"] is False
+    assert rows["en-low"]["drop_reason"] == "low_clip_score" and rows["en-high"]["drop_reason"] is None
+    assert all(rows[f"zh{i}"]["drop_reason"] is None for i in range(len(ZH_SCORES)))
+    assert rows["zh1"]["clip_pass"] is False  # recorded, not enforced
+    assert stage.summary()["decisions_enforced"] is False
+
+
+def test_hub_models_carry_their_own_weights():
+    assert weights_info(ClipModelSpec(name="hf-hub:org/model"))["random_weights"] is False
+    assert weights_info(ClipModelSpec(name="vtc-tiny-vit"))["random_weights"] is True
+
+
+def test_rows_without_a_language_use_the_fallback(tmp_path):
+    stage = _stage({"*": ("absolute", 0.2)})
+    plan, rows = _decide(stage, [[("a", None, 0.1), ("b", None, 0.3)]], tmp_path)
+    assert rows["a"]["drop_reason"] == "low_clip_score" and rows["b"]["drop_reason"] is None

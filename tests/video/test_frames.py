@@ -177,3 +177,25 @@ def test_pyav_exact_never_decodes_more_than_one_sequential_pass(tmp_path, monkey
     for img, t in zip(frames.images, frames.times):
         assert np.array_equal(img, every[round(t * 12)])
     assert frames.times == pytest.approx([round((i + 0.5) * 12) / 12 for i in range(8)])
+
+
+def test_targets_within_one_frame_interval_get_the_same_frame(tmp_path):
+    """At 2 fps and 8 targets over 3 s, two targets fall in one frame's interval: both backends
+    must return the frame on screen, never the next one."""
+    import av
+
+    path = tmp_path / "slow.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=2)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(6):
+            img = np.full((64, 64, 3), i * 40, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    targets = segment_targets(0.0, 3.0, 8)
+    want = [np.floor(t * 2) / 2 for t in targets]  # the frame shown at t (2 fps)
+    for backend in ("pyav", "decord"):
+        frames = read_keyframes(str(path), 0.0, 3.0, 8, "exact", [backend])
+        assert frames.times == pytest.approx(want), backend

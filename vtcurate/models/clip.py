@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 BUNDLED_CONFIGS = "clip_configs"  # small architectures shipped in vtcurate/models/clip_configs/
 META_KEY = "vtcurate"
+HUB_PREFIXES = ("hf-hub:", "local-dir:")  # open_clip names that load weights along with the config
 
 
 class ClipLoadError(UserError):
@@ -82,7 +83,9 @@ def weights_info(spec: ClipModelSpec) -> dict:
         "pretrained": weights,
         "sha256": file_sha256(file) if file else None,
         "note": meta.get("note"),
-        "random_weights": weights is None or meta.get("trained") is False,
+        # an hf-hub:/local-dir: name carries its own weights; otherwise no `pretrained` means random
+        "random_weights": (weights is None and not spec.name.startswith(HUB_PREFIXES))
+        or meta.get("trained") is False,
     }
 
 

@@ -3,7 +3,8 @@
 Each request is generated with the configured sampling; outputs that fail validation are tried
 again (up to `attempts` in all) with `retry_temperature` and a new seed, since greedy decoding
 would repeat the same failure.  The final result of each request, success or failure, is cached
-under the request's key, so a rerun never generates it again.
+under the request's key, so a rerun never generates it again; only a backend error (server down,
+timeout) is left uncached, so a rerun after an outage retries it.
 """
 
 from __future__ import annotations
@@ -81,5 +82,7 @@ def generate_validated(
         pending = still
     for i in pending:
         out[i] = Outcome(None, problems[i], attempts, tokens[i], cached=False)
-    cache.put_many({requests[i].key: o.as_cache() for i, o in enumerate(out) if o and not o.cached})
+    # a backend error (server down, timeout) is not a property of the input: a rerun tries again
+    fresh = [(i, o) for i, o in enumerate(out) if o and not o.cached and o.problem != "backend_error"]
+    cache.put_many({requests[i].key: o.as_cache() for i, o in fresh})
     return [o for o in out if o is not None]

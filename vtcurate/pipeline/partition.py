@@ -95,7 +95,8 @@ def apply_stage(stage: Stage, table: pa.Table) -> pa.Table:
 
 
 @lru_cache(maxsize=4)
-def _load_plan(path: str) -> dict:
+def _load_plan(path: str, version: tuple[int, int]) -> dict:
+    """The plan at `path`; `version` (mtime, size) keys the cache, so a rewritten plan is reread."""
     return json.loads(Path(path).read_text("utf-8"))
 
 
@@ -103,7 +104,8 @@ def run_partition(stage: Stage, task: PartitionTask) -> PartitionResult:
     t0, cpu0 = time.perf_counter(), time.process_time()
     table = pq.read_table(task.source)
     if task.mode == "apply":
-        out = stage.apply_plan(table, _load_plan(task.plan))
+        st = Path(task.plan).stat()
+        out = stage.apply_plan(table, _load_plan(task.plan, (st.st_mtime_ns, st.st_size)))
         if out.num_rows != table.num_rows:
             raise ConservationError(f"stage {stage.name}: apply_plan changed the number of rows")
     else:

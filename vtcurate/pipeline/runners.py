@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 
 from vtcurate.config import RayConfig
+from vtcurate.errors import UserError
 from vtcurate.pipeline.partition import PartitionResult, PartitionTask, run_partition
 from vtcurate.stages.base import Stage
 
@@ -119,6 +120,13 @@ class RayRunner:
         res = stage.resources
         total = ray.cluster_resources().get("CPU", 1.0)
         size = pool_size(total, self.config.reserve_cpus, res.num_cpus, res.workers)
+        if res.num_gpus:  # an actor pool larger than the GPUs allow would wait forever
+            gpus = ray.cluster_resources().get("GPU", 0.0)
+            if gpus < res.num_gpus:
+                raise UserError(
+                    f"{stage.name} needs {res.num_gpus:g} GPU per worker; the cluster has {gpus:g}"
+                )
+            size = min(size, math.floor(gpus / res.num_gpus))
         return {
             "workers": max(1, min(size, n_tasks)),
             "cpus_per_worker": res.num_cpus,

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from vtcurate.config import AuxCaptionConfig
 from vtcurate.models.backends import open_generator, sampling_of
+from vtcurate.models.devices import wants_gpu
 from vtcurate.models.gencache import GenerationCache
 from vtcurate.models.generation import Chat, Generator, digest, image_part
 from vtcurate.models.langid import LanguageIdentifier
@@ -25,13 +26,7 @@ from vtcurate.models.validated import Request, generate_validated
 from vtcurate.pipeline.rundir import read_columns
 from vtcurate.stages.base import Resources, Stage, set_column, with_decisions
 from vtcurate.text.prompts import load_prompts, prompt_sha, render
-from vtcurate.text.validate import (
-    OutputRules,
-    clean_output,
-    detect_language,
-    has_repetition,
-    output_problem,
-)
+from vtcurate.text.validate import OutputRules, clean_output, detect_language, output_problem
 
 # an aux caption has no source text to compare lengths with: max_chars bounds it instead
 _AUX_RULES = OutputRules(min_length_ratio=0.0, max_length_ratio=float("inf"))
@@ -47,7 +42,13 @@ class AuxCaptionStage(Stage):
     @property
     def resources(self) -> Resources:
         cfg = self.config
-        gpus = 1.0 if cfg.backend == "vllm" and not cfg.llm.base_url and cfg.llm.device != "cpu" else 0.0
+        if cfg.backend == "retrieval":
+            gpu = wants_gpu(cfg.clip.device)
+        else:  # an in-process captioner, or the vLLM server this worker starts
+            gpu = (
+                cfg.backend in ("transformers", "vllm") and not cfg.llm.base_url and wants_gpu(cfg.llm.device)
+            )
+        gpus = 1.0 if gpu else 0.0
         return Resources(num_cpus=1.0 if cfg.backend in ("retrieval", "transformers") else 0.5,
                          num_gpus=gpus, batch_size=16)  # fmt: skip
 
@@ -125,9 +126,8 @@ class AuxCaptionStage(Stage):
         text = clean_output(raw)
         if len(text) > self.config.max_chars:
             return text, "too_long"
-        if self.config.backend == "transformers":
-            # image-to-text models answer in their training language; only basic sanity applies
-            return text, "empty" if not text else "repetition" if has_repetition(text, lang) else None
+        # (an image-to-text model writes its training language: a zh caption it cannot write fails
+        # as wrong_language rather than being stored as Chinese)
         return text, output_problem(text, text, lang, self._lid, _AUX_RULES)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -143,9 +143,14 @@ class AuxCaptionStage(Stage):
         for lang in cfg.languages:
             gen = self._generators[lang]
             sha = prompt_sha(self._prompts[lang]) if lang in self._prompts else None
+            no_prompt = cfg.backend in ("openai", "vllm") and sha is None
             jobs, requests = [], []
             for i, jpegs in enumerate(frames):
                 picks = range(len(jpegs or [])) if cfg.frames == "all" else [len(jpegs) // 2] if jpegs else []
+                if no_prompt:  # nothing to ask the VLM in this language
+                    failed[i] += len(picks)
+                    problems[i].add("no_prompt_for_language")
+                    continue
                 for f in picks:
                     key = digest("aux", jpegs[f], captions[i], lang, gen.model_id, sha, sampling_json)
                     jobs.append((i, f))

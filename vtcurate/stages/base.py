@@ -97,6 +97,11 @@ def keep_earlier_drops(table: pa.Table, reasons: list[str | None], details: list
     return with_decisions(table, [m[0] for m in merged], [m[1] for m in merged])
 
 
+def column(table: pa.Table, name: str) -> list:
+    """A column as a list; nulls when an earlier stage that adds it (e.g. langid's `lang`) did not run."""
+    return table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
+
+
 def set_column(table: pa.Table, name: str, values: Any, type_: pa.DataType | None = None) -> pa.Table:
     """Add or replace a column."""
     arr = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else pa.array(values, type_)

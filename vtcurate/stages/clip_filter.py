@@ -22,8 +22,17 @@ import pyarrow as pa
 
 from vtcurate.config import ClipFilterConfig, ClipModelSpec
 from vtcurate.models.clip import load_clip, weights_info
+from vtcurate.models.devices import wants_gpu
 from vtcurate.pipeline.rundir import read_columns
-from vtcurate.stages.base import DROP_REASON, Resources, Stage, keep_earlier_drops, set_column, with_decisions
+from vtcurate.stages.base import (
+    DROP_REASON,
+    Resources,
+    Stage,
+    column,
+    keep_earlier_drops,
+    set_column,
+    with_decisions,
+)
 
 _REDUCE = {"mean": np.mean, "max": np.max, "min": np.min}
 
@@ -45,7 +54,8 @@ class ClipFilterStage(Stage):
 
     @property
     def resources(self) -> Resources:
-        return Resources(num_cpus=1.0, batch_size=self.config.batch_size)
+        gpus = 1.0 if any(wants_gpu(spec.device) for spec in self.config.models.values()) else 0.0
+        return Resources(num_cpus=1.0, num_gpus=gpus, batch_size=self.config.batch_size)
 
     def spec_for(self, lang: str | None) -> ClipModelSpec | None:
         models = self.config.models
@@ -58,22 +68,26 @@ class ClipFilterStage(Stage):
     def _weights(self) -> dict[str, dict]:
         return {lang: weights_info(spec) for lang, spec in self.config.models.items()}
 
-    @property
-    def random_weights(self) -> bool:
-        return any(w["random_weights"] for w in self._weights().values())
+    def _enforced(self, lang: str | None, weights: dict[str, dict]) -> bool:
+        """Decisions for a language are enforced unless its own model's weights are random."""
+        key = lang if lang in weights else "*"
+        random = weights[key]["random_weights"] if key in weights else False
+        return not random or self.config.enforce_with_random_weights
 
     def provenance(self) -> dict:
         return {"models": self._weights(), "aggregate": self.config.aggregate}
 
     def summary(self) -> dict:
-        random = self.random_weights
+        """For stats.json: `decisions_enforced` is false if any language's decisions were not."""
+        weights = self._weights()
+        random = any(w["random_weights"] for w in weights.values())
         return {
             "random_weights": random,
-            "decisions_enforced": not random or self.config.enforce_with_random_weights,
+            "decisions_enforced": all(self._enforced(lang, weights) for lang in weights),
         }
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        langs = batch.column("lang").to_pylist()
+        langs = [lang or "und" for lang in column(batch, "lang")]
         captions = batch.column("caption").to_pylist()
         frames = batch.column("frames").to_pylist()
         n = batch.num_rows
@@ -114,7 +128,8 @@ class ClipFilterStage(Stage):
         by_lang: dict[str, list[float]] = defaultdict(list)
         for lang, score, reason in zip(cols["lang"], cols["clip_score"], cols[DROP_REASON]):
             if reason is None and score is not None:
-                by_lang[lang].append(score)
+                by_lang[lang or "und"].append(score)
+        weights = self._weights()
         thresholds = {}
         for lang, scores in sorted(by_lang.items()):
             spec = self.config.thresholds.get(lang) or self.config.thresholds.get("*")
@@ -122,18 +137,21 @@ class ClipFilterStage(Stage):
                 thresholds[lang] = None
                 continue
             cutoff = spec.value if spec.mode == "absolute" else top_fraction_cutoff(scores, spec.value)
-            thresholds[lang] = {"mode": spec.mode, "value": spec.value, "cutoff": cutoff, "n": len(scores)}
+            thresholds[lang] = {
+                "mode": spec.mode, "value": spec.value, "cutoff": cutoff, "n": len(scores),
+                "enforced": self._enforced(lang, weights),
+            }  # fmt: skip
         return {"thresholds": thresholds, **self.summary()}
 
     def apply_plan(self, table: pa.Table, plan: dict) -> pa.Table:
-        langs = table.column("lang").to_pylist()
+        langs = [lang or "und" for lang in column(table, "lang")]
         scores = table.column("clip_score").to_pylist()
         passes, reasons, details = [], [], []
         for lang, score in zip(langs, scores):
             t = plan["thresholds"].get(lang)
             ok = None if score is None or t is None else bool(score >= t["cutoff"])
             passes.append(ok)
-            if ok is False and plan["decisions_enforced"]:
+            if ok is False and t["enforced"]:
                 what = f"top {t['value']:.0%} of {t['n']}" if t["mode"] == "top_fraction" else "absolute"
                 reasons.append("low_clip_score")
                 details.append(f"{score:.3f} < {t['cutoff']:.3f} ({lang}, {what})")

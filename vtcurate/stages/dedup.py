@@ -28,7 +28,15 @@ import pyarrow as pa
 
 from vtcurate.config import DedupConfig
 from vtcurate.pipeline.rundir import read_columns
-from vtcurate.stages.base import DROP_REASON, Resources, Stage, keep_earlier_drops, set_column, with_decisions
+from vtcurate.stages.base import (
+    DROP_REASON,
+    Resources,
+    Stage,
+    column,
+    keep_earlier_drops,
+    set_column,
+    with_decisions,
+)
 from vtcurate.video.fingerprint import bands, frame_fingerprint, hamming, thumb_diff
 
 log = logging.getLogger(__name__)
@@ -99,7 +107,7 @@ class DedupStage(Stage):
             thumbs.append([p[1] for p in prints])
         keys = [
             caption_key(c, lang)
-            for c, lang in zip(batch.column("caption").to_pylist(), batch.column("lang").to_pylist())
+            for c, lang in zip(batch.column("caption").to_pylist(), column(batch, "lang"))
         ]
         n = batch.num_rows
         batch = set_column(batch, "frame_phashes", hashes, pa.list_(pa.uint64()))

@@ -19,11 +19,12 @@ import pyarrow as pa
 
 from vtcurate.config import RewriteConfig
 from vtcurate.models.backends import open_generator, sampling_of
+from vtcurate.models.devices import wants_gpu
 from vtcurate.models.gencache import GenerationCache
 from vtcurate.models.generation import Generator, digest
 from vtcurate.models.langid import LanguageIdentifier
 from vtcurate.models.validated import Request, generate_validated
-from vtcurate.stages.base import Resources, Stage, set_column, with_decisions
+from vtcurate.stages.base import Resources, Stage, column, set_column, with_decisions
 from vtcurate.text.prompts import load_prompts, prompt_sha, render
 from vtcurate.text.validate import OutputRules, clean_output, output_problem
 
@@ -47,8 +48,9 @@ class RewriteStage(Stage):
     @property
     def resources(self) -> Resources:
         llm = self.config.llm
-        # a worker that starts its own vLLM server holds a GPU for it (unless vLLM runs on CPU)
-        gpus = 1.0 if llm.backend == "vllm" and not llm.base_url and llm.device != "cpu" else 0.0
+        # a worker holds a GPU for its in-process model or for the vLLM server it starts
+        local = llm.backend == "transformers" or (llm.backend == "vllm" and not llm.base_url)
+        gpus = 1.0 if local and wants_gpu(llm.device) else 0.0
         # transformers on CPU uses the worker's threads; HTTP backends mostly wait
         cpus = 1.0 if llm.backend == "transformers" else 0.5
         return Resources(num_cpus=cpus, num_gpus=gpus, batch_size=max(8, llm.batch_size))
@@ -89,7 +91,7 @@ class RewriteStage(Stage):
     def __call__(self, batch: pa.Table) -> pa.Table:
         cfg = self.config
         captions = batch.column("caption").to_pylist()
-        langs = batch.column("lang").to_pylist()
+        langs = column(batch, "lang")
         gen = self._generator
         sampling = sampling_of(cfg.llm)
         sampling_json = json.dumps(sampling.as_dict(), sort_keys=True)
@@ -98,7 +100,10 @@ class RewriteStage(Stage):
         status: list[str] = ["skipped:language"] * batch.num_rows
         for i, (caption, lang) in enumerate(zip(captions, langs)):
             prompt = self._prompts.get(lang)
-            if lang not in cfg.languages or not caption:
+            if lang not in cfg.languages:
+                continue
+            if not caption:
+                status[i] = "skipped:empty"
                 continue
             if prompt is None:
                 status[i] = "fallback:no_prompt_for_language"

@@ -108,7 +108,7 @@ def _pyav_frames_at(
         before = key_times[key_times <= t + 1e-6]
         key = float(before[-1]) if before.size else None
         if decoded is None or (key is not None and key > pos + 1e-6):
-            container.seek(t0 + int(t / tb), stream=stream, backward=True, any_frame=False)
+            container.seek(t0 + round(t / tb), stream=stream, backward=True, any_frame=False)
             decoded, pending = _decoded(container.decode(stream), t0, tb), []
         chosen, earliest, past, ahead = None, None, 0, []
         ctx.skip_frame = "NONREF" if pos < t - margin and not is_intra else "DEFAULT"
@@ -127,7 +127,8 @@ def _pyav_frames_at(
                 past += 1
                 if past >= LOOKAHEAD_FRAMES:
                     break
-        pending = ahead
+        # the frame shown at t is still shown at a next target in the same frame interval
+        pending = ([chosen] if chosen else []) + ahead
         chosen = chosen or earliest
         if chosen is None:
             raise VideoSourceError("decode_failed", f"no frame decoded near t={t:.3f}s")
