@@ -61,3 +61,24 @@ def test_split_is_deterministic_and_proportional():
     assert splits == [split_of(f"clip{i}", 0.2) for i in range(5000)]
     assert 0.17 < splits.count("val") / 5000 < 0.23
     assert split_of("x", 0.0) == "train" and split_of("x", 1.0) == "val"
+
+
+def test_verify_names_a_corrupted_or_missing_shard(local_run, tmp_path):
+    import shutil
+
+    import pytest
+
+    from vtcurate.pipeline.shards import CorruptShardError, verify_shards
+
+    shards = tmp_path / "shards"
+    shutil.copytree(RunDir(local_run).shards, shards)
+    assert verify_shards(shards) == len(json.loads((shards / "index.json").read_text())["shards"])
+    victim = sorted(shards.rglob("*.tar"))[0]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte
+    victim.write_bytes(bytes(data))
+    with pytest.raises(CorruptShardError, match=victim.name):
+        make_loader(shards, split=None, verify=True)
+    victim.unlink()
+    with pytest.raises(CorruptShardError, match=f"{victim.name} listed in index.json is missing"):
+        verify_shards(shards)

@@ -32,6 +32,28 @@ def shard_paths(shards_dir: str | Path, split: str | None = None, lang: str | No
     ]
 
 
+class CorruptShardError(UserError):
+    """A shard whose bytes do not match the sha256 recorded in index.json (or that is missing)."""
+
+
+def verify_shards(shards_dir: str | Path, split: str | None = None) -> int:
+    """Check every shard of `split` against index.json's sha256; return how many were checked."""
+    from vtcurate.checksums import file_sha256
+
+    index = load_index(shards_dir)
+    checked = 0
+    for shard in index["shards"]:
+        if split is not None and shard["split"] != split:
+            continue
+        path = Path(shards_dir) / shard["path"]
+        if not path.is_file():
+            raise CorruptShardError(f"shard {path} listed in index.json is missing")
+        if file_sha256(path) != shard["sha256"]:
+            raise CorruptShardError(f"shard {path} is corrupted: its sha256 differs from index.json")
+        checked += 1
+    return checked
+
+
 def _center_square(img: np.ndarray, size: int) -> np.ndarray:
     import cv2
 
@@ -79,10 +101,14 @@ def make_loader(
     num_workers: int = 0,
     frame_size: int | None = 224,
     shuffle: int = 0,
+    verify: bool = False,
 ):
-    """A torch DataLoader over the shards of `split`; frames are centre-cropped to frame_size²."""
+    """A torch DataLoader over the shards of `split`; frames are centre-cropped to frame_size².
+    `verify`: first check every shard's sha256 against index.json (CorruptShardError names a bad one)."""
     from torch.utils.data import DataLoader
 
+    if verify:
+        verify_shards(shards_dir, split)
     urls = shard_paths(shards_dir, split)
     return DataLoader(
         make_dataset(urls, frame_size, shuffle),
