@@ -67,14 +67,21 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _contained(a: list, b: list, max_hamming: int, max_thumb_diff: int) -> int:
-    """How many of `a`'s frames match frames of `b` in the same temporal order: the longest run of
-    matches whose positions in `b` never go back (a reversed clip is not a duplicate)."""
-    best: list[int] = []  # patience sorting: best[k] = smallest last b-position of a chain of k+1
-    for ha, ta in a:
-        hits = [j for j, (hb, tb) in enumerate(b) if hamming(ha, hb) <= max_hamming
-                and thumb_diff(ta, tb) <= max_thumb_diff]  # fmt: skip
-        for j in sorted(hits, reverse=True):  # descending, so one frame of a extends a chain once
+def _matches(a: list, b: list, max_hamming: int, max_thumb_diff: int) -> list[list[bool]]:
+    """matches[i][j]: frame i of `a` looks like frame j of `b` (hash and thumbnail)."""
+    return [
+        [hamming(ha, hb) <= max_hamming and thumb_diff(ta, tb) <= max_thumb_diff for hb, tb in b]
+        for ha, ta in a
+    ]
+
+
+def _in_order(matches: list[list[bool]]) -> int:
+    """How many rows match columns in the same temporal order: the longest chain of matches whose
+    column never goes back (a reversed clip is not a duplicate)."""
+    best: list[int] = []  # patience sorting: best[k] = smallest last column of a chain of k+1
+    for row in matches:
+        hits = [j for j, hit in enumerate(row) if hit]
+        for j in sorted(hits, reverse=True):  # descending, so one row extends a chain once
             k = bisect_right(best, j)
             if k == len(best):
                 best.append(j)
@@ -156,10 +163,9 @@ class DedupStage(Stage):
             for a, b in sorted(pairs):
                 fa = list(zip(cols["frame_phashes"][a], cols["frame_thumbs"][a]))
                 fb = list(zip(cols["frame_phashes"][b], cols["frame_thumbs"][b]))
-                matched = max(
-                    _contained(fa, fb, cfg.max_hamming, cfg.max_thumb_diff),
-                    _contained(fb, fa, cfg.max_hamming, cfg.max_thumb_diff),
-                )
+                # compared once; read by rows (a in b) and by columns (b in a)
+                m = _matches(fa, fb, cfg.max_hamming, cfg.max_thumb_diff)
+                matched = max(_in_order(m), _in_order([list(col) for col in zip(*m)]))
                 if matched >= min(cfg.min_matched_frames, len(fa), len(fb)):
                     uf.union(a, b)
                     how[(a, b)] = f"near_duplicate:{matched}"
