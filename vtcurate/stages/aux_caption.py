@@ -108,7 +108,8 @@ class AuxCaptionStage(Stage):
         if cfg.backend == "retrieval":
             from vtcurate.models.clip import weights_info
 
-            out.update(clip=weights_info(cfg.clip), random_weights=weights_info(cfg.clip)["random_weights"],
+            clip = weights_info(cfg.clip)
+            out.update(clip=clip, random_weights=clip["random_weights"],
                        phrase_bank=cfg.phrase_bank or "the run's kept captions")  # fmt: skip
         else:
             out["llm"] = cfg.llm.model_dump(exclude={"api_key_env"})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,9 @@ class ClipFilterStage(Stage):
         for spec in self.config.models.values():
             load_clip(spec)
 
+    @cached_property
     def _weights(self) -> dict[str, dict]:
+        """weights_info per language, read once (it opens each checkpoint for its note)."""
         return {lang: weights_info(spec) for lang, spec in self.config.models.items()}
 
     def _enforced(self, lang: str | None, weights: dict[str, dict]) -> bool:
@@ -75,11 +78,11 @@ class ClipFilterStage(Stage):
         return not random or self.config.enforce_with_random_weights
 
     def provenance(self) -> dict:
-        return {"models": self._weights(), "aggregate": self.config.aggregate}
+        return {"models": self._weights, "aggregate": self.config.aggregate}
 
     def summary(self) -> dict:
         """For stats.json: `decisions_enforced` is false if any language's decisions were not."""
-        weights = self._weights()
+        weights = self._weights
         random = any(w["random_weights"] for w in weights.values())
         return {
             "random_weights": random,
@@ -129,7 +132,7 @@ class ClipFilterStage(Stage):
         for lang, score, reason in zip(cols["lang"], cols["clip_score"], cols[DROP_REASON]):
             if reason is None and score is not None:
                 by_lang[lang or "und"].append(score)
-        weights = self._weights()
+        weights = self._weights
         thresholds = {}
         for lang, scores in sorted(by_lang.items()):
             spec = self.config.thresholds.get(lang) or self.config.thresholds.get("*")
