@@ -133,27 +133,11 @@ def llm_rewrite(reps: int) -> list[Row]:
         t = median_time(call, reps, warmup=0)
         out[label] = (float(np.median(tokens)) / t, len(chats) / t)
     rows = [
-        ratio_row(
-            "rewrite",
-            f"SmolLM2-135M transformers CPU, {label}",
-            tok,
-            "output tokens/s",
-            "single",
-            out["single"][0],
-        )
-        for label, (tok, _) in out.items()
-    ]
-    rows += [
-        ratio_row(
-            "rewrite",
-            f"SmolLM2-135M transformers CPU, {label}",
-            cps,
-            "captions/s",
-            "single",
-            out["single"][1],
-        )
-        for label, (_, cps) in out.items()
-    ]
+        ratio_row("rewrite", f"SmolLM2-135M transformers CPU, {label}", rates[k], unit, "single",
+                  out["single"][k])
+        for k, unit in enumerate(("output tokens/s", "captions/s"))
+        for label, rates in out.items()
+    ]  # fmt: skip
     rows.append(Row("rewrite", "SmolLM2 GGUF load (dequantise)", load, "s"))
     import torch
 

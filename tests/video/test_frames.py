@@ -88,16 +88,14 @@ def test_iframe_mode_lands_on_intra_frames():
     assert on_intra == segments_with_intra
 
 
-def test_pyav_iframe_mode_decodes_one_frame_per_segment(tmp_path, monkeypatch):
-    import random
+def count_pyav_decodes(monkeypatch) -> list:
+    """Make the PyAV reader record the pts of every frame it decodes; returns that list."""
+    from contextlib import contextmanager
 
-    from vtcurate.demo.corpus import ClipSpec, render, write_h264
     from vtcurate.video import frames as frames_mod
 
-    path = tmp_path / "gop.mp4"  # 8 s at 12 fps with a 1 s GOP: an intra frame in every segment
-    write_h264(path, render(ClipSpec("red", "circle", "from left to right"), random.Random(0), seconds=8.0))
-    decoded = []
-    real = frames_mod._pyav_frames_at
+    decoded: list = []
+    real_open = frames_mod.open_av_video
 
     class Counting:
         def __init__(self, container):
@@ -111,7 +109,23 @@ def test_pyav_iframe_mode_decodes_one_frame_per_segment(tmp_path, monkeypatch):
                 decoded.append(frame.pts)
                 yield frame
 
-    monkeypatch.setattr(frames_mod, "_pyav_frames_at", lambda c, *a, **k: real(Counting(c), *a, **k))
+    @contextmanager
+    def counting_open(src):
+        with real_open(src) as (container, stream):
+            yield Counting(container), stream
+
+    monkeypatch.setattr(frames_mod, "open_av_video", counting_open)
+    return decoded
+
+
+def test_pyav_iframe_mode_decodes_one_frame_per_segment(tmp_path, monkeypatch):
+    import random
+
+    from vtcurate.demo.corpus import ClipSpec, render, write_h264
+
+    path = tmp_path / "gop.mp4"  # 8 s at 12 fps with a 1 s GOP: an intra frame in every segment
+    write_h264(path, render(ClipSpec("red", "circle", "from left to right"), random.Random(0), seconds=8.0))
+    decoded = count_pyav_decodes(monkeypatch)
     frames = read_keyframes(str(path), 0.0, 8.0, 8, "iframe", ["pyav"])
     assert frames.times == [float(i) for i in range(8)]
     assert len(decoded) == 8
@@ -143,29 +157,7 @@ def test_pyav_exact_never_decodes_more_than_one_sequential_pass(tmp_path, monkey
     from vtcurate.video import frames as frames_mod
 
     path = _gop_clip(tmp_path / f"g{gop}.mp4", gop)
-    decoded = []
-    real_open = frames_mod.open_av_video
-
-    class Counting:
-        def __init__(self, container):
-            self._c = container
-
-        def __getattr__(self, name):
-            return getattr(self._c, name)
-
-        def decode(self, *args, **kwargs):
-            for frame in self._c.decode(*args, **kwargs):
-                decoded.append(frame.pts)
-                yield frame
-
-    from contextlib import contextmanager
-
-    @contextmanager
-    def counting_open(src):
-        with real_open(src) as (container, stream):
-            yield Counting(container), stream
-
-    monkeypatch.setattr(frames_mod, "open_av_video", counting_open)
+    decoded = count_pyav_decodes(monkeypatch)
     frames = read_keyframes(str(path), 0.0, 8.0, 8, "exact", ["pyav"])
     last_target = int(7.5 * 12)  # frame index shown at the last segment's middle
     if gop >= 96:
