@@ -86,6 +86,51 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from vtcurate.config import load_config
+    from vtcurate.train.evaluate import print_report
+    from vtcurate.train.loop import train
+
+    config = load_config(args.config, args.set)
+    info = train(config.train, args.shards, args.out)
+    if info.get("eval"):
+        print(print_report(info["eval"]))
+    if info:
+        rate = info["samples_per_s"]
+        print(f"\ntrained {info['steps_run']} steps at {rate} samples/s: {args.out}/model.pt")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from vtcurate.errors import UserError
+    from vtcurate.train.evaluate import evaluate_folder, evaluate_shards, print_report
+    from vtcurate.train.loop import load_trained
+
+    if bool(args.shards) == bool(args.annotations) or bool(args.annotations) != bool(args.videos):
+        raise UserError("eval needs either --shards, or --annotations with --videos")
+    model = load_trained(args.checkpoint, args.device)
+    out = args.out or str(Path(args.checkpoint).parent / "eval")
+    if args.shards:
+        report = evaluate_shards(model, args.shards, args.split, out, args.batch_size)
+    else:
+        report = evaluate_folder(model, args.annotations, args.videos, out, args.batch_size)
+    print(print_report(report))
+    print(f"\n{out}/eval.json")
+    return 0
+
+
+def _cmd_train_demo_data(args: argparse.Namespace) -> int:
+    from vtcurate.demo.train_corpus import generate_training_corpus
+
+    s = generate_training_corpus(args.out, args.per_combo, args.mismatch, args.seed)
+    print(
+        f"training corpus: {s['rows']} rows ({s['mismatched']} with mismatched captions) "
+        f"in {s['manifest']}; "
+        f"held-out: {s['heldout_clips']} clips in {s['heldout']}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vtcurate", description="Bilingual video-text data curation.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -131,6 +176,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--clips", type=int, default=48, help="clean clips (planted cases are extra)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo_data)
+
+    train = sub.add_parser("train", help="train a video-text model on a run's shards (config: train)")
+    train.add_argument("config", help="YAML config; its train section is used")
+    train.add_argument("--shards", required=True, help="a run's shards/ directory (with index.json)")
+    train.add_argument("--out", required=True, help="output directory; rerunning resumes it")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="e.g. train.steps=100")
+    train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="text-video retrieval metrics of a trained model")
+    ev.add_argument("checkpoint", help="model.pt written by `vtcurate train`")
+    ev.add_argument("--shards", help="a run's shards/ directory")
+    ev.add_argument("--split", default="val", help="shard split to evaluate (default: val)")
+    ev.add_argument("--annotations", help="MSR-VTT-style jsonl: clip_id, text[, lang]")
+    ev.add_argument("--videos", help="folder of <clip_id>.<ext> videos for --annotations")
+    ev.add_argument("--out", help="directory for eval.json (default: eval/ beside the checkpoint)")
+    ev.add_argument("--batch-size", type=int, default=32)
+    ev.add_argument("--device", default="cpu", help="cpu or cuda")
+    ev.set_defaults(func=_cmd_eval)
+
+    tdemo = sub.add_parser("train-demo-data", help="generate the training demo corpus and held-out set")
+    tdemo.add_argument("out")
+    tdemo.add_argument("--per-combo", type=int, default=8, help="clips per colour/shape/motion combination")
+    tdemo.add_argument("--mismatch", type=float, default=0.3, help="share of clips with a wrong caption")
+    tdemo.add_argument("--seed", type=int, default=0)
+    tdemo.set_defaults(func=_cmd_train_demo_data)
     return p
 
 

@@ -29,6 +29,9 @@ FLOW: tuple[str, ...] = (
 )
 
 
+TRAIN = "train"  # optional last stage: trains a video-text model on the shards the flow wrote
+
+
 class ConfigError(UserError, ValueError):
     """A configuration that cannot run; the message names the offending key."""
 
@@ -288,6 +291,49 @@ class ReportConfig(Strict):
     )
 
 
+class VideoModelConfig(Strict):
+    """The video-text model trained on the shards: an open_clip backbone adapted to video."""
+
+    clip: ClipModelSpec = Field(
+        ClipModelSpec(name="vtc-tiny-vit"), description="backbone; pretrained: null trains from random init"
+    )
+    temporal: Literal["mean", "transformer", "stan"] = Field(
+        "transformer",
+        description="mean of frame embeddings; a temporal transformer over them; or a STAN-style "
+        "branch over the [CLS] tokens of the last vision layers",
+    )
+    temporal_layers: int = Field(
+        2, ge=1, description="temporal layers (transformer), or last vision layers tapped (stan)"
+    )
+    proxy_tokens: int = Field(0, ge=0, description="CLIP-ViP video proxy tokens (0: off)")
+    acg: bool = Field(False, description="auxiliary-caption guidance: gated cross-attention + auxiliary loss")
+    aux_loss_weight: float = Field(0.5, ge=0, description="weight of the frame/auxiliary-caption loss")
+    max_aux: int = Field(4, ge=1, description="auxiliary captions used per clip")
+    patch_drop: float = Field(0.0, ge=0, lt=1, description="MAC: share of patch tokens dropped in training")
+    text_drop: float = Field(0.0, ge=0, lt=1, description="MAC: share of caption tokens dropped in training")
+
+
+class TrainConfig(Strict):
+    model: VideoModelConfig = VideoModelConfig()
+    steps: int = Field(300, ge=1, description="optimiser steps (the training budget)")
+    batch_size: int = Field(32, ge=2, description="clips per step per process (before accumulation)")
+    grad_accum: int = Field(1, ge=1, description="micro-batches accumulated per optimiser step")
+    lr: float = Field(5e-4, gt=0, description="learning rate of the new modules (temporal, proxies, ACG)")
+    backbone_lr: float = Field(5e-4, gt=0, description="learning rate of the CLIP backbone")
+    weight_decay: float = Field(0.05, ge=0)
+    warmup_steps: int = Field(20, ge=0, description="linear warm-up before the cosine decay")
+    grad_clip: float = Field(1.0, gt=0, description="max gradient norm")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_workers: int = Field(1, ge=0, description="DataLoader worker processes")
+    shuffle_buffer: int = Field(256, ge=0, description="samples in the shuffle buffer")
+    split: str = Field("train", description="shard split trained on")
+    eval_split: str = Field("val", description="shard split evaluated after training (empty: none)")
+    checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints")
+    log_every: int = Field(10, ge=1, description="steps between metrics.jsonl lines")
+    seed: int = 0
+
+
 class PipelineConfig(Strict):
     name: str = "run"
     runner: Literal["local", "ray"] = "ray"
@@ -303,13 +349,15 @@ class PipelineConfig(Strict):
     aux_caption: AuxCaptionConfig = AuxCaptionConfig()
     shard: ShardConfig = ShardConfig()
     report: ReportConfig = ReportConfig()
+    train: TrainConfig = TrainConfig()
 
     @model_validator(mode="after")
     def _flow(self) -> PipelineConfig:
-        unknown = [s for s in self.stages if s not in FLOW]
+        flow = self.stages[:-1] if self.stages[-1] == TRAIN else self.stages  # train comes last
+        unknown = [s for s in flow if s not in FLOW]
         if unknown:
-            raise ValueError(f"unknown stage(s) {unknown}; the flow is {list(FLOW)}")
-        if self.stages != sorted(self.stages, key=FLOW.index) or len(set(self.stages)) != len(self.stages):
+            raise ValueError(f"unknown stage(s) {unknown}; the flow is {list(FLOW)}, then optionally {TRAIN}")
+        if flow != sorted(flow, key=FLOW.index) or len(set(flow)) != len(flow):
             raise ValueError(f"stages must be unique and in flow order {list(FLOW)}")
         return self
 

@@ -89,36 +89,38 @@ def weights_info(spec: ClipModelSpec) -> dict:
     }
 
 
+def create_clip(spec: ClipModelSpec, device: str, precision: str):
+    """Build the open_clip model of `spec` (weights loaded, train mode) with its preprocessing and
+    tokenizer: the one construction path for scoring (ClipModel) and for training (VideoCLIP)."""
+    import open_clip
+
+    _register_bundled()
+    if spec.config_file:
+        open_clip.add_model_config(spec.config_file)
+    weights = spec.pretrained
+    info = weights_info(spec)
+    file = Path(weights) if info["sha256"] else None
+    torch.manual_seed(spec.seed)  # a random init is the same in every worker
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            spec.name, pretrained=None if file else weights, precision=precision, device=device
+        )
+        if file:
+            open_clip.load_checkpoint(model, str(file))
+    except (RuntimeError, ValueError, OSError) as err:
+        raise ClipLoadError(f"clip model {spec.name} (pretrained={weights}): {err}") from err
+    return model, preprocess, open_clip.get_tokenizer(spec.name), info
+
+
 class ClipModel:
     """A loaded open_clip model with its preprocessing and tokenizer; embeds frames and texts."""
 
     def __init__(self, spec: ClipModelSpec) -> None:
-        import open_clip
-
-        _register_bundled()
-        if spec.config_file:
-            open_clip.add_model_config(spec.config_file)
         self.spec = spec
         self.device = _device(spec)
         self.precision = _precision(spec, self.device)
-        weights = spec.pretrained
-        info = weights_info(spec)
-        file = Path(weights) if info["sha256"] else None
-        torch.manual_seed(spec.seed)  # a random init is the same in every worker
-        try:
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                spec.name,
-                pretrained=None if file else weights,
-                precision=self.precision,
-                device=self.device,
-            )
-            if file:
-                open_clip.load_checkpoint(model, str(file))
-        except (RuntimeError, ValueError, OSError) as err:
-            raise ClipLoadError(f"clip model {spec.name} (pretrained={weights}): {err}") from err
+        model, self.preprocess, self.tokenizer, info = create_clip(spec, self.device, self.precision)
         self.model = model.eval()
-        self.preprocess = preprocess
-        self.tokenizer = open_clip.get_tokenizer(spec.name)
         self.random_weights = info["random_weights"]
         self._provenance = {**info, "device": self.device, "precision": self.precision}
 

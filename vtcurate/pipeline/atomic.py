@@ -39,3 +39,13 @@ def touch(path: Path) -> None:
     tmp = _tmp(path)
     tmp.write_bytes(b"")
     os.replace(tmp, path)
+
+
+def save_torch(obj: Any, path: Path) -> None:
+    """torch.save, atomically (a checkpoint cut short by a crash is never the latest one)."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)

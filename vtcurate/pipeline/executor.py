@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from vtcurate.config import FLOW, PipelineConfig
+from vtcurate.config import FLOW, TRAIN, PipelineConfig
 from vtcurate.errors import UserError
 from vtcurate.pipeline import manifest as mf
 from vtcurate.pipeline.atomic import touch, write_json, write_parquet, write_text
@@ -48,8 +48,8 @@ def package_versions() -> dict[str, str | None]:
 
 def fingerprint(config: PipelineConfig, manifest: str, digest: str) -> str:
     """What a resumed run must share with the first one: the input (path and bytes) and every
-    decision-making key (not the runner, Ray settings, stage list or report options)."""
-    body = config.model_dump(mode="json", exclude={"name", "runner", "ray", "stages", "report"})
+    decision-making key (not the runner, Ray settings, stage list, report or training options)."""
+    body = config.model_dump(mode="json", exclude={"name", "runner", "ray", "stages", "report", "train"})
     blob = json.dumps({"input": manifest, "input_sha256": digest, "config": body}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -93,7 +93,7 @@ def prepare_run_dir(rd: RunDir, config: PipelineConfig, manifest: str, fresh: bo
 
 def _upstream(name: str, config: PipelineConfig) -> str:
     """What a stage reads: the manifest (ingest) or the nearest earlier stage of the config."""
-    earlier = [s for s in config.stages if FLOW.index(s) < FLOW.index(name)]
+    earlier = [s for s in config.stages if s in FLOW and FLOW.index(s) < FLOW.index(name)]
     return earlier[-1] if earlier else "manifest"
 
 
@@ -251,7 +251,8 @@ def run_pipeline(
     bad = [s for s in selected if s not in config.stages]
     if bad:
         raise UserError(f"--stages {bad} are not in the config's stages {config.stages}")
-    selected = sorted(selected, key=FLOW.index)
+    train = TRAIN in selected
+    selected = sorted((s for s in selected if s != TRAIN), key=FLOW.index)
     info = prepare_run_dir(rd, config, manifest, fresh)
     results = []
     with make_runner(runner or config.runner, config.ray, ray_address) as run:
@@ -295,6 +296,12 @@ def run_pipeline(
                 "%s: %d in, %d kept, %d rejected", name, stats["rows_in"], stats["kept"], stats["rejected"]
             )
             results.append(stats)
+    if train:  # after the runner: the embedded Ray cluster's CPUs are free for training
+        from vtcurate.train.loop import train as train_model
+
+        if not (rd.shards / "index.json").exists():
+            raise UserError(f"stage {TRAIN} needs the shards of the shard stage, not found in {rd.root}")
+        info["train"] = train_model(config.train, rd.shards, rd.root / TRAIN)
     info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     write_json(info, rd.run_json)
     if config.report.enabled:

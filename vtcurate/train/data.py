@@ -1,0 +1,214 @@
+"""Batches for training and evaluation, from the run's WebDataset shards or from a video folder.
+
+A batch is a dict: `frames` (B x T x C x H x W float, the backbone's own preprocessing), `tokens`
+(B x L, the backbone's tokenizer), `aux_tokens` (B x K x L) with `aux_mask` (B x K, True where a
+clip has that auxiliary caption), and per clip `keys`, `langs` and `captions`.
+
+Training streams shards with webdataset: shards are resampled with replacement (an endless stream,
+so "epochs" are just a count of samples and every DDP rank and loader worker draws its own shard
+sequence), then mixed in a shuffle buffer, so English and Chinese shards share batches.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from vtcurate.errors import UserError
+from vtcurate.pipeline.shards import _FRAME, shard_paths, verify_shards
+
+Sample = dict  # {"frames": T x C x H x W, "caption", "aux": [str], "key", "lang"}
+
+
+def aux_texts(meta: dict, limit: int) -> list[str]:
+    """The clip's auxiliary captions from its shard metadata, first `limit` (any language)."""
+    return [a["text"] for a in meta.get("aux_captions") or [] if a.get("text")][:limit]
+
+
+def _images_to_tensor(images, preprocess: Callable) -> torch.Tensor:
+    return torch.stack([preprocess(img) for img in images])
+
+
+def decode_shard_sample(sample: dict, preprocess: Callable, max_aux: int) -> Sample:
+    from PIL import Image
+
+    names = sorted((int(m.group(1)), k) for k in sample if (m := _FRAME.match(k)))
+    images = [Image.open(io.BytesIO(sample[k])).convert("RGB") for _, k in names]
+    meta = json.loads(sample["json"])
+    return {
+        "frames": _images_to_tensor(images, preprocess),
+        "caption": sample["txt"].decode("utf-8"),
+        "aux": aux_texts(meta, max_aux),
+        "key": sample["__key__"],
+        "lang": meta.get("lang") or "und",
+    }
+
+
+def drop_tokens(tokens: torch.Tensor, share: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """MAC text masking: drop `share` of each caption's content tokens (never start/end), keeping
+    order, so the text encoder sees shorter sequences.  Ids are left-packed, padding is 0."""
+    out = torch.zeros_like(tokens)
+    for i, row in enumerate(tokens):
+        ids = row[row != 0]
+        inner = ids[1:-1]
+        keep = max(1, round(len(inner) * (1 - share)))
+        if len(inner) > keep:
+            chosen = torch.randperm(len(inner), generator=generator)[:keep].sort().values
+            inner = inner[chosen]
+        packed = torch.cat([ids[:1], inner, ids[-1:]])
+        out[i, : len(packed)] = packed
+    return out
+
+
+class Collate:
+    """Samples -> batch dict; tokenises captions and auxiliary captions in one call each."""
+
+    def __init__(self, tokenizer: Callable, max_aux: int, text_drop: float = 0.0) -> None:
+        self.tokenizer = tokenizer
+        self.max_aux = max_aux
+        self.text_drop = text_drop
+
+    def __call__(self, samples: list[Sample]) -> dict:
+        tokens = self.tokenizer([s["caption"] for s in samples])
+        if self.text_drop:
+            tokens = drop_tokens(tokens, self.text_drop)
+        k = self.max_aux
+        aux_mask = torch.zeros(len(samples), k, dtype=torch.bool)
+        texts = []
+        for i, s in enumerate(samples):
+            aux = s["aux"][:k]
+            aux_mask[i, : len(aux)] = True
+            texts += aux + [""] * (k - len(aux))
+        aux_tokens = self.tokenizer(texts).reshape(len(samples), k, -1)
+        return {
+            "frames": torch.stack([s["frames"] for s in samples]),
+            "tokens": tokens,
+            "aux_tokens": aux_tokens,
+            "aux_mask": aux_mask,
+            "keys": [s["key"] for s in samples],
+            "langs": [s["lang"] for s in samples],
+            "captions": [s["caption"] for s in samples],
+        }
+
+
+def _urls(shards_dir: str | Path, split: str) -> list[str]:
+    if not (Path(shards_dir) / "index.json").is_file():
+        raise UserError(f"{shards_dir}: no index.json; point at a run's shards/ directory")
+    urls = shard_paths(shards_dir, split)
+    if not urls:
+        raise UserError(f"{shards_dir}: no shard of split {split!r} in index.json")
+    return urls
+
+
+def train_loader(
+    shards_dir: str | Path,
+    split: str,
+    preprocess: Callable,
+    collate: Collate,
+    batch_size: int,
+    num_workers: int,
+    shuffle_buffer: int,
+    seed: int,
+    verify: bool = True,
+):
+    """An endless stream of training batches (resampled shards, shuffled samples)."""
+    import webdataset as wds
+
+    if verify:
+        verify_shards(shards_dir, split)
+    # resampled: every rank and loader worker draws its own shard sequence (seeded per rank and
+    # worker), so the stream needs no node or worker splitting
+    ds = wds.WebDataset(
+        _urls(shards_dir, split), resampled=True, shardshuffle=False, seed=seed, empty_check=False,
+        nodesplitter=None, workersplitter=None,
+    )  # fmt: skip
+    if shuffle_buffer:
+        ds = ds.shuffle(shuffle_buffer)
+    ds = ds.map(lambda s: decode_shard_sample(s, preprocess, collate.max_aux))
+    ds = ds.batched(batch_size, collation_fn=collate, partial=False)
+    return wds.WebLoader(ds, batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0)
+
+
+def shard_eval_batches(
+    shards_dir: str | Path, split: str, preprocess: Callable, collate: Collate, batch_size: int
+) -> Iterator[dict]:
+    """Each sample of `split` once, in index order."""
+    import webdataset as wds
+
+    ds = wds.WebDataset(_urls(shards_dir, split), shardshuffle=False, empty_check=False)
+    ds = ds.map(lambda s: decode_shard_sample(s, preprocess, collate.max_aux))
+    yield from ds.batched(batch_size, collation_fn=collate, partial=True)
+
+
+def folder_eval_batches(
+    annotations: str | Path,
+    videos: str | Path,
+    preprocess: Callable,
+    collate: Collate,
+    batch_size: int,
+    num_frames: int = 8,
+) -> Iterator[dict]:
+    """MSR-VTT-style evaluation input: jsonl rows {clip_id, text[, lang]} and `videos/<clip_id>.*`;
+    8 frames are sampled as the keyframes stage samples them (middle of 8 equal segments)."""
+    from PIL import Image
+
+    from vtcurate.config import IngestConfig, KeyframesConfig
+    from vtcurate.video.frames import read_keyframes, resize_short_side
+    from vtcurate.video.probe import probe
+    from vtcurate.video.source import VideoSourceError
+
+    cfg, probe_backends = KeyframesConfig(), IngestConfig().probe_backends
+    rows = _read_annotations(annotations)
+    folder = Path(videos)
+    batch: list[Sample] = []
+    for row in rows:
+        matches = sorted(folder.glob(f"{row['clip_id']}.*"))
+        if not matches:
+            raise UserError(f"{videos}: no video for clip_id {row['clip_id']!r}")
+        try:
+            info = probe(str(matches[0]), probe_backends)
+            frames = read_keyframes(str(matches[0]), 0.0, info.duration, num_frames, cfg.mode, cfg.backends)
+        except VideoSourceError as err:
+            raise UserError(f"{matches[0]}: cannot sample frames ({err.code}: {err.detail})") from None
+        images = [Image.fromarray(resize_short_side(img, cfg.short_side)) for img in frames.images]
+        batch.append(
+            {
+                "frames": _images_to_tensor(images, preprocess),
+                "caption": row["text"],
+                "aux": [],
+                "key": row["clip_id"],
+                "lang": row.get("lang") or _guess_lang(row["text"]),
+            }
+        )
+        if len(batch) == batch_size:
+            yield collate(batch)
+            batch = []
+    if batch:
+        yield collate(batch)
+
+
+def _guess_lang(text: str) -> str:
+    from vtcurate.text.script import script_stats
+
+    return "zh" if script_stats(text).han_ratio >= 0.5 else "en"
+
+
+def _read_annotations(path: str | Path) -> list[dict]:
+    rows = []
+    for n, line in enumerate(Path(path).read_text("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}:{n}: not JSON ({err.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("clip_id"), str) or not row.get("text"):
+            raise UserError(f"{path}:{n}: each line needs a string clip_id and a non-empty text")
+        rows.append(row)
+    if not rows:
+        raise UserError(f"{path}: no annotation rows")
+    return rows
