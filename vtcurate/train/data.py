@@ -130,7 +130,19 @@ def train_loader(
         ds = ds.shuffle(shuffle_buffer)
     ds = ds.map(lambda s: decode_shard_sample(s, preprocess, collate.max_aux))
     ds = ds.batched(batch_size, collation_fn=collate, partial=False)
-    return wds.WebLoader(ds, batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0)
+    return wds.WebLoader(
+        ds,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        worker_init_fn=_one_thread,
+    )
+
+
+def _one_thread(_worker: int) -> None:
+    # a loader worker only decodes; torch's default intra-op threads would compete with training's
+    # (oversubscribed OpenMP threads made a 2-CPU machine ~10x slower)
+    torch.set_num_threads(1)
 
 
 def shard_eval_batches(
