@@ -46,6 +46,19 @@ def shard_members(run_dir: Path) -> dict[str, dict[str, bytes]]:
     return samples
 
 
+def assert_complete_and_unique(run_dir, reference) -> None:
+    """The shards hold exactly the shard stage's kept clips, each once, with all their members."""
+    from vtcurate.pipeline.rundir import RunDir, read_columns
+
+    keys = read_columns(RunDir(run_dir).stage("shard").kept_parts(), ["sample_key"])["sample_key"]
+    samples = shard_members(run_dir)
+    assert sorted(samples) == sorted(keys) and len(set(keys)) == len(keys)
+    n_frames = 8
+    assert all(set(m) == {*(f"f{i}.jpg" for i in range(n_frames)), "txt", "json"} for m in samples.values())
+    assert samples == shard_members(reference)  # member names and bytes
+    assert shard_digests(run_dir) == shard_digests(reference)  # and the tars themselves
+
+
 def vtcurate_cmd(run_dir: Path, manifest: Path, *overrides: str, runner: str = "local") -> list[str]:
     """`vtcurate run` on the demo config as a subprocess command, with --set overrides."""
     cmd = [sys.executable, "-m", "vtcurate.cli", "run", str(CONFIGS / "demo.yaml"), "--input", str(manifest),

@@ -12,9 +12,10 @@ import time
 
 import psutil
 import pytest
+from conftest import CPU_STAGES
 
-from helpers import shard_digests, shard_members, vtcurate_cmd
-from vtcurate.pipeline.rundir import RunDir, read_columns
+from helpers import assert_complete_and_unique, vtcurate_cmd
+from vtcurate.pipeline.rundir import RunDir
 from vtcurate.pipeline.stats import load_stats
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -22,17 +23,6 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 
 def _run(cmd: list[str]) -> int:
     return subprocess.run(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
-
-
-def assert_complete_and_unique(run_dir, reference) -> None:
-    """The shards hold exactly the shard stage's kept clips, each once, with all their members."""
-    keys = read_columns(RunDir(run_dir).stage("shard").kept_parts(), ["sample_key"])["sample_key"]
-    samples = shard_members(run_dir)
-    assert sorted(samples) == sorted(keys) and len(set(keys)) == len(keys)
-    n_frames = 8
-    assert all(set(m) == {*(f"f{i}.jpg" for i in range(n_frames)), "txt", "json"} for m in samples.values())
-    assert samples == shard_members(reference)  # member names and bytes
-    assert shard_digests(run_dir) == shard_digests(reference)  # and the tars themselves
 
 
 def _partial_state(rd: RunDir, stage: str, partition: int | None) -> None:
@@ -71,15 +61,12 @@ def test_driver_killed_mid_stage_resumes_to_identical_shards(
 
 
 @pytest.mark.slow
-def test_ray_driver_killed_from_outside_resumes(demo_corpus, tmp_path):
+def test_ray_driver_killed_from_outside_resumes(demo_corpus, cpu_run, tmp_path):
     """SIGKILL the whole process group of a Ray-runner `vtcurate run` (driver and its embedded
     cluster) once key-frame partitions are being written, then rerun it."""
-    overrides = ["partition_rows=4", "report.enabled=false", "stages=[ingest, langid, keyframes, shard]"]
-    manifest = demo_corpus / "manifest.jsonl"
-    reference = tmp_path / "reference"
-    assert _run(vtcurate_cmd(reference, manifest, *overrides)) == 0
     run_dir = tmp_path / "run"
-    cmd = vtcurate_cmd(run_dir, manifest, *overrides, runner="ray")
+    overrides = ["partition_rows=4", "report.enabled=false", CPU_STAGES]
+    cmd = vtcurate_cmd(run_dir, demo_corpus / "manifest.jsonl", *overrides, runner="ray")
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip
     kept = RunDir(run_dir).stage("keyframes").kept
@@ -96,4 +83,4 @@ def test_ray_driver_killed_from_outside_resumes(demo_corpus, tmp_path):
     n_parts = len(list(RunDir(run_dir).stage("langid").kept_parts()))
     assert not RunDir(run_dir).stage("keyframes").done and len(list(kept.glob("part-*"))) < n_parts
     assert _run(cmd) == 0
-    assert_complete_and_unique(run_dir, reference)
+    assert_complete_and_unique(run_dir, cpu_run)
