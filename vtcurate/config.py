@@ -90,6 +90,9 @@ class IngestConfig(Strict):
     probe_backends: list[Literal["decord", "pyav"]] = Field(
         ["decord", "pyav"], min_length=1, description="probe order; later ones are fallbacks"
     )
+    max_pixels: int = Field(
+        4096 * 4096, ge=1, description="largest frame (width x height) decoded; larger is too_large"
+    )
 
     @model_validator(mode="after")
     def _durations(self) -> IngestConfig:
