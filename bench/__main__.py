@@ -7,7 +7,7 @@ import logging
 import os
 import time
 
-from bench import keyframes, models, pipeline, shards
+from bench import keyframes, memory, models, pipeline, shards
 from bench.common import RESULTS_MD, write_results
 
 SUITE = {
@@ -18,6 +18,7 @@ SUITE = {
     "shards": shards.run,
     "pipeline": pipeline.demo,
     "ray": pipeline.ray_scaling,
+    "memory": memory.driver_memory,
 }
 
 

@@ -71,3 +71,19 @@ def local_run(demo_corpus, demo_config, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("runs") / "local"
     run_pipeline(demo_config, str(demo_corpus / "manifest.jsonl"), run_dir, runner="local")
     return run_dir
+
+
+CPU_STAGES = "stages=[ingest, langid, keyframes, shard]"
+
+
+@pytest.fixture(scope="session")
+def cpu_run(demo_corpus, demo_llm, tmp_path_factory) -> Path:
+    """The demo corpus through the model-free stages with the local runner: the reference that
+    runs with crashes, faults and lost nodes must reproduce (shards do not depend on partitioning)."""
+    from vtcurate.config import load_config
+    from vtcurate.pipeline.executor import run_pipeline
+
+    run_dir = tmp_path_factory.mktemp("runs") / "cpu"
+    config = load_config(CONFIGS / "demo.yaml", [CPU_STAGES, "report.enabled=false", *demo_llm])
+    run_pipeline(config, str(demo_corpus / "manifest.jsonl"), run_dir, runner="local")
+    return run_dir

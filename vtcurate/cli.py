@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="YAML config (see configs/)")
     run.add_argument("--input", required=True, help="manifest: .jsonl, .csv or .parquet (path or URL)")
     run.add_argument("--run-dir", required=True, help="run directory; rerunning resumes it")
-    run.add_argument("--runner", choices=["local", "ray"], help="override the config's runner")
+    run.add_argument("--runner", choices=["local", "ray", "beam"], help="override the config's runner")
     run.add_argument(
         "--set",
         action="append",

@@ -52,6 +52,39 @@ class RayConfig(Strict):
         ge=0,
         description="CPUs kept free of actor pools for Ray Data's own tasks (2-CPU deadlock)",
     )
+    max_task_retries: int = Field(
+        3,
+        ge=0,
+        description="retries of a partition whose worker raised or died (a node lost, an I/O error)",
+    )
+
+
+class BeamConfig(Strict):
+    options: dict[str, Any] = Field(
+        {"runner": "DirectRunner"},
+        description="Beam pipeline options, passed through as --key=value (runner, "
+        "direct_num_workers, flink_master, project, temp_location, ...)",
+    )
+
+
+class FaultSpec(Strict):
+    """A fault injected once into a run, to test that crashes and retries lose and double nothing."""
+
+    stage: str = Field(..., description="stage whose worker fails")
+    partition: int | None = Field(
+        None, ge=0, description="partition index; null with stage shard: while the driver writes the tars"
+    )
+    action: Literal["raise", "die"] = Field(
+        ..., description="raise: the partition's task raises; die: its process SIGKILLs itself"
+    )
+
+    @model_validator(mode="after")
+    def _where(self) -> FaultSpec:
+        if self.stage not in FLOW:
+            raise ValueError(f"unknown stage {self.stage!r}; the flow is {list(FLOW)}")
+        if self.partition is None and self.stage != "shard":
+            raise ValueError("partition is required (only the shard stage has a fault point without one)")
+        return self
 
 
 class IngestConfig(Strict):
@@ -59,6 +92,9 @@ class IngestConfig(Strict):
     max_duration: float = Field(3600.0, gt=0, description="longest clip span kept, seconds")
     probe_backends: list[Literal["decord", "pyav"]] = Field(
         ["decord", "pyav"], min_length=1, description="probe order; later ones are fallbacks"
+    )
+    max_pixels: int = Field(
+        4096 * 4096, ge=1, description="largest frame (width x height) decoded; larger is too_large"
     )
 
     @model_validator(mode="after")
@@ -336,10 +372,15 @@ class TrainConfig(Strict):
 
 class PipelineConfig(Strict):
     name: str = "run"
-    runner: Literal["local", "ray"] = "ray"
+    runner: Literal["local", "ray", "beam"] = "ray"
     partition_rows: int = Field(64, ge=1, description="rows per partition (unit of work/resume)")
     stages: list[str] = Field(list(FLOW), min_length=1)
     ray: RayConfig = RayConfig()
+    beam: BeamConfig = BeamConfig()
+    faults: list[FaultSpec] = Field(
+        default_factory=list,
+        description="fault injection for tests: each fires once (a marker in RUN_DIR/_faults)",
+    )
     ingest: IngestConfig = IngestConfig()
     langid: LangIdConfig = LangIdConfig()
     keyframes: KeyframesConfig = KeyframesConfig()

@@ -2,16 +2,21 @@
 
 import json
 import os
+import random
 import shutil
+import tarfile
+from fractions import Fraction
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
-from helpers import CONFIGS
+from helpers import CONFIGS, shard_members
 from vtcurate.config import FLOW, load_config
 from vtcurate.errors import UserError
 from vtcurate.pipeline.executor import RunDirConflict, run_pipeline
 from vtcurate.pipeline.partition import STAGE_ERROR, apply_stage
+from vtcurate.pipeline.rundir import RunDir, read_columns
 from vtcurate.pipeline.stats import load_stats
 from vtcurate.stages.base import Resources, Stage, set_column, with_decisions
 
@@ -43,29 +48,92 @@ def test_a_raising_row_is_rejected_alone():
     assert [r["n_chars"] for r in out][:3] == [2, 2, 2]
 
 
-def test_hostile_manifest_end_to_end(tmp_path, demo_llm):
-    good = "a red circle moves from left to right"
-    (tmp_path / "zero.mp4").write_bytes(b"")
-    (tmp_path / "random.mp4").write_bytes(os.urandom(4096))
-    (tmp_path / "dir.mp4").mkdir()
-    os.symlink(tmp_path / "gone.mp4", tmp_path / "dangling.mp4")
-    import random
+def _write_video(path, frames, pts_ms=None, audio_garbage=False, size=None):
+    """H.264 mp4 with PyAV: explicit presentation times (variable frame rate) or 12 fps, and
+    optionally an AAC stream whose packets are random bytes."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.height, stream.width = size or frames[0].shape[:2]
+        stream.pix_fmt, stream.options = "yuv420p", {"preset": "ultrafast"}
+        if pts_ms:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        audio = container.add_stream("aac", rate=44100) if audio_garbage else None
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            if pts_ms:
+                frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+            if audio:
+                packet = av.Packet(random.Random(i).randbytes(200))
+                packet.stream, packet.pts, packet.dts = audio, i * 1024, i * 1024
+                packet.time_base = Fraction(1, 44100)
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _hostile_media(d):
+    import cv2
 
     from vtcurate.demo.corpus import ClipSpec, render, write_h264
 
-    write_h264(tmp_path / "ok.mp4", render(ClipSpec("red", "circle", "from left to right"), random.Random(0)))
+    frames = render(ClipSpec("red", "circle", "from left to right"), random.Random(0))
+    write_h264(d / "ok.mp4", frames)
+    data = (d / "ok.mp4").read_bytes()
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
+    # the middle fifth (where the middle key-frames' seeks land) overwritten with noise
+    middle = len(data) // 2
+    noise = random.Random(1).randbytes(len(data) // 5)
+    (d / "corrupt-middle.mp4").write_bytes(data[:middle] + noise + data[middle + len(noise) :])
+    cv2.imwrite(str(d / "still.png"), frames[0])
+    (d / "still.png").rename(d / "image.mp4")
+    write_h264(d / "one-frame.mp4", frames[:1])
+    _write_video(d / "vfr.mp4", frames, pts_ms=[sum(150 if j % 3 == 0 else 40 for j in range(i)) for i in
+                                                range(len(frames))])  # fmt: skip
+    _write_video(d / "broken-audio.mp4", frames, audio_garbage=True)
+    huge = np.zeros((4096, 4608, 3), np.uint8)  # 18.9 megapixels, above the default max_pixels
+    _write_video(d / "huge.mp4", [huge])
+    (d / "zero.mp4").write_bytes(b"")
+    (d / "random.mp4").write_bytes(os.urandom(4096))
+    (d / "dir.mp4").mkdir()
+    os.symlink(d / "gone.mp4", d / "dangling.mp4")
+
+
+def test_hostile_manifest_end_to_end(tmp_path, demo_llm):
+    """Every hostile input is rejected with its own reason or normalised and kept; the run goes on;
+    rows in = kept + rejected at every stage; no tar member can leave its directory."""
+    good = "a red circle moves from left to right"
+    _hostile_media(tmp_path)
     rows = [
         {"video": "ok.mp4", "caption": good, "id": "ok"},
         {"video": "zero.mp4", "caption": good},
         {"video": "random.mp4", "caption": good},
+        {"video": "truncated.mp4", "caption": good},
+        {"video": "image.mp4", "caption": good},
+        {"video": "one-frame.mp4", "caption": good},
+        {"video": "huge.mp4", "caption": good},
+        {"video": "corrupt-middle.mp4", "caption": good},
+        {"video": "vfr.mp4", "caption": good, "id": "vfr"},
+        {"video": "broken-audio.mp4", "caption": good, "id": "broken-audio"},
         {"video": "dir.mp4", "caption": good},
         {"video": "dangling.mp4", "caption": good},
-        {"video": "ok.mp4", "caption": "a dog runs " * 10_000, "id": "huge"},
+        {"video": "nowhere.mp4", "caption": good},
+        {"video": "ok.mp4", "caption": "", "id": "empty"},
+        {"video": "ok.mp4", "caption": "a dog runs " * 10_000, "id": "huge-caption"},  # 110 KB
         {"video": "ok.mp4", "caption": "\u202e\u200f🐶🔥", "id": "emoji-only"},
         {"video": "ok.mp4", "caption": ["not", "text"], "id": "list"},
         {"video": "ok.mp4", "caption": good, "id": "ok"},
         {"video": "ok.mp4", "caption": good, "id": "../../etc/passwd", "start": 0.2, "end": 1.8},
-    ]
+        {"video": "ok.mp4", "caption": good, "id": "nul\x00id/x"},
+        {"video": "ok.mp4", "caption": "a red\x07 circle\x1b moves\x00 from left to right", "id": "ctrl"},
+        {"video": "ok.mp4", "caption": "\u202ba red circle\u202c moves \u200ffrom left to right",
+         "id": "rtl"},
+        {"video": "ok.mp4", "id": "html",
+         "caption": "<script>alert(1)</script><b>a red circle</b> moves from left to right"},
+    ]  # fmt: skip
     lines = [json.dumps(r, ensure_ascii=False) for r in rows]
     lines.insert(3, "{broken json")
     lines.append('{"video": "ok.mp4", "caption": "a red circle \\ud800 moves from left to right", "id": "s"}')
@@ -81,14 +149,29 @@ def test_hostile_manifest_end_to_end(tmp_path, demo_llm):
     assert stats[0]["rows_in"] == len(lines)
     for s in stats:
         assert s["rows_in"] == s["kept"] + s["rejected"]
-    reasons = stats[0]["rejected_by_reason"]
-    assert reasons == {
-        "unreadable_video": 2, "not_a_file": 1, "missing_file": 1, "bad_manifest_row": 2, "duplicate_id": 1,
+    assert {s["stage"]: s["rejected_by_reason"] for s in stats} == {
+        "ingest": {"unreadable_video": 3, "not_a_file": 1, "missing_file": 2, "too_short": 2, "too_large": 1,
+                   "bad_manifest_row": 2, "duplicate_id": 1, "empty_caption": 1},
+        "langid": {"caption_too_long": 1, "empty_caption": 1},
+        "keyframes": {"decode_failed": 1},
+        "shard": {},
     }  # fmt: skip
-    assert stats[1]["rejected_by_reason"] == {"caption_too_long": 1, "empty_caption": 1}
-    assert stats[-1]["kept"] == 3  # ok, the ../ id (sanitised key) and the surrogate caption (replaced)
-    index = json.loads((tmp_path / "run" / "shards" / "index.json").read_text())
-    assert index["samples"] == 3
+    rd = RunDir(tmp_path / "run")
+    rejected = read_columns([p for s in FLOW for p in rd.stage(s).rejected_parts()], ["drop_detail"])
+    assert all(rejected["drop_detail"])  # every rejection says what exactly
+    kept = read_columns(rd.stage("shard").kept_parts(), ["clip_id", "caption"])
+    assert sorted(kept["clip_id"]) == sorted(
+        ["ok", "vfr", "broken-audio", "../../etc/passwd", "nul\x00id/x", "ctrl", "rtl", "html", "s"]
+    )
+    for caption in kept["caption"]:  # control, bidi and HTML normalised away; the lone surrogate is "?"
+        assert caption.replace("?", "").replace(" ", "") == good.replace(" ", ""), caption
+    samples = shard_members(tmp_path / "run")  # also asserts no member name leaves its directory
+    assert len(samples) == len(kept["clip_id"])
+    out = tmp_path / "extracted"
+    for tar_path in (tmp_path / "run" / "shards").rglob("*.tar"):
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(out, filter="data")  # raises on a member that would escape `out`
+    assert all(p.parent == out for p in out.rglob("*"))
 
 
 def test_everything_rejected_still_finishes(tmp_path, demo_llm):

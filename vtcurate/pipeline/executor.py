@@ -8,7 +8,9 @@ import logging
 import platform
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from vtcurate.config import FLOW, TRAIN, PipelineConfig
 from vtcurate.errors import UserError
 from vtcurate.pipeline import manifest as mf
 from vtcurate.pipeline.atomic import touch, write_json, write_parquet, write_text
+from vtcurate.pipeline.faults import arm, fire
 from vtcurate.pipeline.partition import PartitionTask, peak_rss_mb
 from vtcurate.pipeline.progress import Progress
 from vtcurate.pipeline.rundir import SUCCESS, RunDir, StageDir, row_count
@@ -48,8 +51,11 @@ def package_versions() -> dict[str, str | None]:
 
 def fingerprint(config: PipelineConfig, manifest: str, digest: str) -> str:
     """What a resumed run must share with the first one: the input (path and bytes) and every
-    decision-making key (not the runner, Ray settings, stage list, report or training options)."""
-    body = config.model_dump(mode="json", exclude={"name", "runner", "ray", "stages", "report", "train"})
+    decision-making key (not the runner and its settings, stage list, report options, faults or
+    training options)."""
+    body = config.model_dump(
+        mode="json", exclude={"name", "runner", "ray", "beam", "stages", "report", "faults", "train"}
+    )
     blob = json.dumps({"input": manifest, "input_sha256": digest, "config": body}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -166,12 +172,14 @@ def _map(runner, stage: Stage, tasks: list[PartitionTask], total: int, label: st
     resumed = total - len(tasks)
     t0, cpu0 = time.perf_counter(), time.process_time()
     rows = worker_cpu = worker_rss = 0.0
+    nodes = set()
     with Progress(label, total, done=resumed) as progress:
         for result in runner.map(stage, tasks):
             progress.update(result)
             rows += result.rows_in
             worker_cpu += result.cpu_s
             worker_rss = max(worker_rss, result.peak_rss_mb)
+            nodes.add(result.node)
     return {
         "seconds": time.perf_counter() - t0,
         "rows_processed": int(rows),  # this invocation; fewer than rows_in after a resume
@@ -180,28 +188,36 @@ def _map(runner, stage: Stage, tasks: list[PartitionTask], total: int, label: st
         "worker_peak_rss_mb": worker_rss or None,
         "driver_cpu_s": time.process_time() - cpu0,
         "driver_peak_rss_mb": peak_rss_mb(),
+        "worker_nodes": sorted(n for n in nodes if n),
         "partitions": total,
         "resumed_partitions": resumed,
     }
 
 
-def _pending(sdir: StageDir, inputs: list[Path], **task) -> list[PartitionTask]:
+FaultOf = Callable[[str | None], dict | None]
+
+
+def _pending(sdir: StageDir, inputs: list[Path], fault_of: FaultOf, **task) -> list[PartitionTask]:
     tasks = []
     for src in inputs:
         kept, rejected = sdir.outputs(src.stem)
         if not kept.exists():  # kept is written last: its presence marks the partition done
-            tasks.append(PartitionTask(src.stem, str(src), str(kept), str(rejected), **task))
+            tasks.append(
+                PartitionTask(src.stem, str(src), str(kept), str(rejected), fault=fault_of(src.stem), **task)
+            )
     return tasks
 
 
-def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path]) -> dict:
+def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path], fault_of: FaultOf) -> dict:
     if not stage.global_plan:
-        return _map(runner, stage, _pending(sdir, inputs), len(inputs), stage.name)
+        return _map(runner, stage, _pending(sdir, inputs, fault_of), len(inputs), stage.name)
     # 1. score every partition (resumable per partition), 2. plan from all scores in the driver,
     # 3. apply the plan per partition.  The plan is a pure function of the scores, so a resumed
     # run recomputes the same plan.
     score = [
-        PartitionTask(src.stem, str(src), str(sdir.scored / src.name), "", mode="score")
+        PartitionTask(
+            src.stem, str(src), str(sdir.scored / src.name), "", mode="score", fault=fault_of(src.stem)
+        )
         for src in inputs
         if not (sdir.scored / src.name).exists()
     ]
@@ -211,8 +227,8 @@ def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path]) -> dict:
     write_json(stage.plan(scored), sdir.plan)
     plan_s, plan_cpu = time.perf_counter() - t0, time.process_time() - cpu0
     applier = _PlanApplier(stage)
-    apply = _map(runner, applier, _pending(sdir, scored, mode="apply", plan=str(sdir.plan)), len(scored),
-                 f"{stage.name} (decide)")  # fmt: skip
+    apply = _map(runner, applier, _pending(sdir, scored, fault_of, mode="apply", plan=str(sdir.plan)),
+                 len(scored), f"{stage.name} (decide)")  # fmt: skip
     timing["seconds"] += plan_s + apply["seconds"]
     timing["driver_cpu_s"] += plan_cpu + apply["driver_cpu_s"]
     timing["worker_cpu_s"] += apply["worker_cpu_s"]
@@ -221,13 +237,21 @@ def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path]) -> dict:
     return timing
 
 
-def _finalize_shards(rd: RunDir, stage: Stage, sdir: StageDir, provenance: dict) -> dict:
+def _after_first(tables: Iterable, fault: dict | None) -> Iterator:
+    """The tables, firing `fault` once the first is written (the tars are then half done)."""
+    for i, table in enumerate(tables):
+        if i == 1:
+            fire(fault)
+        yield table
+
+
+def _finalize_shards(rd: RunDir, stage: Stage, sdir: StageDir, provenance: dict, fault: dict | None) -> dict:
     import pyarrow.parquet as pq
 
     tmp = rd.root / "shards.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tables = (pq.read_table(p) for p in sdir.kept_parts())
+    tables = _after_first((pq.read_table(p) for p in sdir.kept_parts()), fault)
     index = stage.write_shards(tables, tmp, provenance)
     if rd.shards.exists():
         shutil.rmtree(rd.shards)
@@ -255,7 +279,7 @@ def run_pipeline(
     selected = sorted((s for s in selected if s != TRAIN), key=FLOW.index)
     info = prepare_run_dir(rd, config, manifest, fresh)
     results = []
-    with make_runner(runner or config.runner, config.ray, ray_address) as run:
+    with make_runner(runner or config.runner, config, ray_address, rd.root) as run:
         info["runner"] = run.describe()
         info.setdefault("invocations", []).append({
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -276,13 +300,14 @@ def run_pipeline(
             inputs = _stage_input(rd, name, upstream)
             _claim_stage_dir(sdir, upstream)
             stage.work_dir, stage.inputs = rd.root / "cache" / name, inputs
-            timing = run_stage(run, stage, sdir, inputs)
+            fault_of = partial(arm, config.faults, name, rd.root)
+            timing = run_stage(run, stage, sdir, inputs, fault_of)
             provenance = stage.provenance()
             stats = stage_stats(name, sdir, row_count(inputs), stage.score_columns)
             if name == "shard":
                 t0 = time.perf_counter()
                 all_provenance = {**info["stages"], name: provenance}
-                stats["shards"] = _finalize_shards(rd, stage, sdir, all_provenance)
+                stats["shards"] = _finalize_shards(rd, stage, sdir, all_provenance, fault_of(None))
                 timing["seconds"] += time.perf_counter() - t0
             if stats["kept"] + stats["rejected"] != stats["rows_in"]:
                 raise RuntimeError(f"{name}: kept + rejected != rows in ({stats})")

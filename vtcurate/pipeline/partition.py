@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from vtcurate.pipeline.atomic import write_parquet
+from vtcurate.pipeline.faults import fire
 from vtcurate.stages.base import DROP_REASON, Stage, with_decisions
 
 STAGE_ERROR = "stage_error"
@@ -35,6 +36,7 @@ class PartitionTask:
     # (a global_plan stage's first step).  apply: apply the plan at `plan` to a scored partition.
     mode: str = "run"
     plan: str | None = None
+    fault: dict | None = None  # an injected fault (vtcurate.pipeline.faults), tests only
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class PartitionResult:
     seconds: float
     cpu_s: float  # CPU time of the worker process on this partition
     peak_rss_mb: float  # the worker process's peak resident memory so far
+    node: str | None = None  # the cluster node that ran it (Ray)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -113,9 +116,11 @@ def run_partition(stage: Stage, task: PartitionTask) -> PartitionResult:
     dropped = pc.is_valid(out.column(DROP_REASON))
     kept, rejected = out.filter(pc.invert(dropped)), out.filter(dropped)
     if task.mode == "score":
+        fire(task.fault)
         write_parquet(out, Path(task.kept))
     else:
         write_parquet(rejected, Path(task.rejected))
+        fire(task.fault)
         write_parquet(kept, Path(task.kept))  # written last: its presence marks the partition done
     return PartitionResult(
         task.part, table.num_rows, kept.num_rows, rejected.num_rows,

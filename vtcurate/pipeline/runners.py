@@ -3,7 +3,9 @@
 - local: in-process, one partition after another (tests, debugging).
 - ray:   Ray Data; partitions are rows of a dataset mapped by an actor pool, so each worker loads
          its models once in setup().  The pool is sized from the cluster's CPUs minus a reserve,
-         because an actor pool that holds every CPU starves Ray Data's own tasks and hangs.
+         because an actor pool that holds every CPU starves Ray Data's own tasks and hangs.  A
+         partition whose worker raised or died is retried (`ray.max_task_retries`).
+- beam:  Apache Beam (vtcurate.pipeline.beam_runner).
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import json
 import logging
 import math
 import os
+import warnings
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
 
-from vtcurate.config import RayConfig
+from vtcurate.config import PipelineConfig, RayConfig
 from vtcurate.errors import UserError
 from vtcurate.pipeline.partition import PartitionResult, PartitionTask, run_partition
 from vtcurate.stages.base import Stage
@@ -56,11 +61,13 @@ class _PartitionWorker:
 
     def __call__(self, batch: dict) -> dict:
         import numpy as np
+        import ray
 
+        node = ray.get_runtime_context().get_node_id()
         results = []
         for spec in batch["task"]:
-            task = PartitionTask(**json.loads(spec))
-            results.append(json.dumps(run_partition(self.stage, task).as_dict()))
+            result = run_partition(self.stage, PartitionTask(**json.loads(spec)))
+            results.append(json.dumps(replace(result, node=node).as_dict()))
         return {"result": np.asarray(results, dtype=object)}
 
 
@@ -95,6 +102,9 @@ class RayRunner:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the executor shows one progress bar per stage
         ctx.print_on_execution_start = False
+        # a partition task that raised is retried like one whose actor died, up to max_task_retries
+        # (a row that raises never gets here: it is rejected as stage_error inside the task)
+        ctx.actor_task_retry_on_errors = True
         return self
 
     def __exit__(self, *exc) -> None:
@@ -143,22 +153,30 @@ class RayRunner:
         size = self.plan(stage, len(tasks))["workers"]
         log.info("%s: %d partitions on %d actor(s) x %.2g CPU", stage.name, len(tasks), size, res.num_cpus)
         specs = [{"task": json.dumps(t.__dict__)} for t in tasks]
-        ds = ray.data.from_items(specs, override_num_blocks=len(specs)).map_batches(
-            _PartitionWorker,
-            fn_constructor_kwargs={"stage": stage},
-            batch_size=1,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=size),
-            num_cpus=res.num_cpus,
-            num_gpus=res.num_gpus or None,
-        )
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+            ds = ray.data.from_items(specs, override_num_blocks=len(specs)).map_batches(
+                _PartitionWorker,
+                fn_constructor_kwargs={"stage": stage},
+                batch_size=1,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=size),
+                num_cpus=res.num_cpus,
+                num_gpus=res.num_gpus or None,
+                # an actor option: Ray 2.60 has no named parameter for it and warns
+                max_task_retries=self.config.max_task_retries,
+            )
         for row in ds.iter_rows():
             yield PartitionResult(**json.loads(row["result"]))
 
 
-def make_runner(name: str, ray_config: RayConfig, address: str | None = None):
+def make_runner(name: str, config: PipelineConfig, address: str | None, run_root: Path):
     if name == "local":
         return LocalRunner()
     if name == "ray":
-        return RayRunner(ray_config, address)
-    raise ValueError(f"unknown runner {name!r} (local | ray)")
+        return RayRunner(config.ray, address)
+    if name == "beam":
+        from vtcurate.pipeline.beam_runner import BeamRunner
+
+        return BeamRunner(config.beam, run_root / "_beam")
+    raise ValueError(f"unknown runner {name!r} (local | ray | beam)")

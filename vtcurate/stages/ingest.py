@@ -59,7 +59,7 @@ class IngestStage(Stage):
         if not (row.get("caption") or "").strip():
             return out, "empty_caption", "caption is empty or whitespace"
         try:
-            result = probe(row["video"], self.config.probe_backends)
+            result = probe(row["video"], self.config.probe_backends, self.config.max_pixels)
         except VideoSourceError as err:
             return out, err.code, err.detail
         out.update(result.as_row())

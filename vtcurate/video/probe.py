@@ -81,6 +81,27 @@ def probe_pyav(src: str | IO[bytes]) -> ProbeResult:
 PROBES = {"decord": probe_decord, "pyav": probe_pyav}
 
 
-def probe(uri: str, backends: list[str]) -> ProbeResult:
+def check_frame_size(src: str | IO[bytes], max_pixels: int) -> None:
+    """Reject a frame size declared above max_pixels from the header alone, before a decoder
+    allocates frames of it (a few bytes can declare a frame of gigabytes)."""
+    import av
+
+    try:
+        with av.open(rewind(src)) as container:
+            video = container.streams.video
+            width, height = (video[0].codec_context.width, video[0].codec_context.height) if video else (0, 0)
+    except Exception:  # noqa: BLE001 - an unreadable header is for the backends to report
+        return
+    if width * height > max_pixels:
+        raise VideoSourceError("too_large", f"{width}x{height} frames > max_pixels {max_pixels}")
+
+
+def probe(uri: str, backends: list[str], max_pixels: int | None = None) -> ProbeResult:
     """Probe with each backend in turn; raise VideoSourceError with a stable code if all fail."""
-    return first_success(uri, backends, lambda name, src: PROBES[name](src), "unreadable_video")
+
+    def read(name: str, src: str | IO[bytes]) -> ProbeResult:
+        if max_pixels:
+            check_frame_size(src, max_pixels)
+        return PROBES[name](src)
+
+    return first_success(uri, backends, read, "unreadable_video")

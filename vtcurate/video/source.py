@@ -63,12 +63,16 @@ def open_video(uri: str) -> Iterator[str | IO[bytes]]:
         fh.close()
 
 
+# what no other backend can change
+FINAL = ("no_video_stream", "too_large")
+
+
 def first_success(uri: str, backends: list[str], read: Callable, code: str):
     """`read(name, src)` with each backend in turn on the opened source; the first result wins.
 
     Decoder errors vary by library and file, so any exception moves on to the next backend; a
-    VideoSourceError that says the file has no video stream is final.  All failing raises
-    VideoSourceError(code) listing every backend's error.
+    VideoSourceError that says the file has no video stream or too large frames is final.  All
+    failing raises VideoSourceError(code) listing every backend's error.
     """
     errors = []
     with open_video(uri) as src:
@@ -76,7 +80,7 @@ def first_success(uri: str, backends: list[str], read: Callable, code: str):
             try:
                 return read(name, src)
             except VideoSourceError as err:
-                if err.code == "no_video_stream":
+                if err.code in FINAL:
                     raise
                 errors.append(f"{name}: {err.detail}")
             except Exception as err:  # noqa: BLE001 - see above

@@ -1,0 +1,64 @@
+"""Worker faults: a partition whose worker raises or dies is retried by Ray, once the fault has
+fired the retry goes through, and the run gives the same shards as a run without faults."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CPU_STAGES
+
+from helpers import CONFIGS, assert_complete_and_unique
+from vtcurate.config import ConfigError, FaultSpec, load_config
+from vtcurate.pipeline.faults import InjectedFault, arm, fire
+from vtcurate.pipeline.stats import load_stats
+
+FAULTS = (
+    "faults=[{stage: ingest, partition: 0, action: die}, {stage: langid, partition: 1, action: raise},"
+    " {stage: keyframes, partition: 2, action: die}, {stage: shard, partition: 1, action: raise}]"
+)
+
+
+def test_fault_specs_name_a_stage_and_a_partition():
+    with pytest.raises(ConfigError, match="unknown stage 'keyframe'"):
+        load_config(CONFIGS / "demo.yaml", ["faults=[{stage: keyframe, partition: 0, action: die}]"])
+    with pytest.raises(ConfigError, match="partition is required"):
+        load_config(CONFIGS / "demo.yaml", ["faults=[{stage: keyframes, action: die}]"])
+    FaultSpec(stage="shard", action="die")  # the shard stage's tar writing
+
+
+def test_a_fault_fires_once_per_run_directory(tmp_path):
+    faults = [FaultSpec(stage="langid", partition=3, action="raise")]
+    assert arm(faults, "langid", tmp_path, "part-00002") is None
+    assert arm(faults, "keyframes", tmp_path, "part-00003") is None
+    fault = arm(faults, "langid", tmp_path, "part-00003")
+    with pytest.raises(InjectedFault):
+        fire(fault)
+    fire(fault)  # the retry goes through
+    fire(arm(faults, "langid", tmp_path, "part-00003"))  # also from another process's arming
+
+
+@pytest.mark.slow
+def test_ray_retries_partitions_whose_worker_raised_or_died(demo_corpus, demo_llm, cpu_run, tmp_path):
+    from vtcurate.pipeline.executor import run_pipeline
+
+    config = load_config(
+        CONFIGS / "demo.yaml", [CPU_STAGES, "partition_rows=8", "report.enabled=false", FAULTS, *demo_llm]
+    )
+    run_pipeline(config, str(demo_corpus / "manifest.jsonl"), tmp_path, runner="ray")
+    fired = sorted(p.name for p in (tmp_path / "_faults").iterdir())
+    assert fired == ["ingest-0-die", "keyframes-2-die", "langid-1-raise", "shard-1-raise"]
+    assert_complete_and_unique(tmp_path, cpu_run)
+    for s in load_stats(tmp_path):
+        assert s["rows_in"] == s["kept"] + s["rejected"]
+
+
+@pytest.mark.slow
+def test_without_retries_a_raising_worker_fails_the_run(demo_corpus, demo_llm, tmp_path):
+    """The retries above are what makes it work: with none, the injected error ends the run."""
+    from vtcurate.pipeline.executor import run_pipeline
+
+    faults = "faults=[{stage: ingest, partition: 1, action: raise}]"
+    config = load_config(
+        CONFIGS / "demo.yaml", ["stages=[ingest]", "ray.max_task_retries=0", faults, *demo_llm]
+    )
+    with pytest.raises(Exception, match="injected fault"):
+        run_pipeline(config, str(demo_corpus / "manifest.jsonl"), tmp_path, runner="ray")
