@@ -31,10 +31,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_stages(args: argparse.Namespace) -> int:
     from pydantic_core import to_jsonable_python
 
-    from vtcurate.config import FLOW, PipelineConfig
+    from vtcurate.config import FLOW, TRAIN, PipelineConfig
 
     fields = PipelineConfig.model_fields
-    for name in FLOW:
+    for name in (*FLOW, TRAIN):
         print(name)
         model = fields[name].annotation
         for key, field in model.model_fields.items():
@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     tdemo = sub.add_parser("train-demo-data", help="generate the training demo corpus and held-out set")
     tdemo.add_argument("out")
     tdemo.add_argument("--per-combo", type=int, default=8, help="clips per colour/shape/motion combination")
-    tdemo.add_argument("--mismatch", type=float, default=0.3, help="share of clips with a wrong caption")
+    tdemo.add_argument("--mismatch", type=float, default=0.2, help="share of clips with a wrong caption")
     tdemo.add_argument("--seed", type=int, default=0)
     tdemo.set_defaults(func=_cmd_train_demo_data)
     return p

@@ -8,13 +8,13 @@ same clean held-out set (`make ablation`; results in docs/ablation.md and docs/a
    - pass 2: the full flow again, with the backbone trained on pass 1 as the clip_filter scorer
      (top 70 % of pairs kept) and as the aux_caption retrieval model.
 2. Temporal modelling and auxiliary-caption guidance on the pass-2 shards: mean, transformer,
-   transformer + ACG (and STAN-style and proxy-token variants).
+   transformer + ACG (with --extra also STAN-style and proxy tokens).
 
 Besides retrieval, "direction accuracy" asks each model, for every held-out clip, whether the clip
 matches its caption better than the same caption with the motion reversed ("left to right" vs
 "right to left"): a model that ignores frame order cannot do better than chance (50 %).
 
-python -m vtcurate.demo.ablation WORK_DIR [--steps 250] [--out docs]
+python -m vtcurate.demo.ablation WORK_DIR [--steps 300] [--extra] [--out docs]
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ VARIANTS = {  # name -> train.model overrides
     "mean": ["train.model.temporal=mean"],
     "transformer": ["train.model.temporal=transformer"],
     "transformer + ACG": ["train.model.temporal=transformer", "train.model.acg=true"],
+}
+EXTRA_VARIANTS = {  # --extra
     "stan": ["train.model.temporal=stan"],
     "transformer + proxies": ["train.model.temporal=transformer", "train.model.proxy_tokens=4"],
 }
@@ -98,7 +100,7 @@ def _row(name: str, shards: str, result: dict, timing: dict) -> dict:
     }
 
 
-def run(work: Path, steps: int) -> dict:
+def run(work: Path, steps: int, extra: bool = False) -> dict:
     data = work / "data"
     if not (data / "corpus" / "manifest.jsonl").exists():
         generate_training_corpus(data)
@@ -129,7 +131,7 @@ def run(work: Path, steps: int) -> dict:
         ],
     )
     trained("transformer", "raw", VARIANTS["transformer"])
-    for name, overrides in VARIANTS.items():
+    for name, overrides in (VARIANTS | (EXTRA_VARIANTS if extra else {})).items():
         trained(name, "pass2", overrides)
     return {"steps": steps, "curation": curation, "rows": rows}
 
@@ -156,10 +158,11 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("work", type=Path)
-    p.add_argument("--steps", type=int, default=250)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--extra", action="store_true", help="also the STAN-style and proxy-token variants")
     p.add_argument("--out", type=Path, default=Path("docs"))
     args = p.parse_args(argv)
-    result = run(args.work, args.steps)
+    result = run(args.work, args.steps, args.extra)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ablation.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "ablation.md").write_text(markdown(result))

@@ -75,10 +75,12 @@ def _background(rng: random.Random) -> np.ndarray:
     return np.repeat(grey[:, :, None], 3, axis=2)
 
 
-def render(spec: ClipSpec, rng: random.Random, seconds: float = 2.0) -> list[np.ndarray]:
-    """RGB frames of the shape crossing the frame along its motion."""
+def render(
+    spec: ClipSpec, rng: random.Random, seconds: float = 2.0, radius: tuple[int, int] = (12, 20)
+) -> list[np.ndarray]:
+    """RGB frames of the shape (radius drawn from `radius`, pixels) crossing the frame along its motion."""
     _, (sx, sy), (ex, ey) = MOTIONS[spec.motion]
-    radius = rng.randint(12, 20)
+    radius = rng.randint(*radius)
     offset = rng.uniform(-25, 25)  # off-axis position, so clips of one kind differ
     background = _background(rng)
     half, span = SIZE / 2, SIZE / 2 - radius - 4
