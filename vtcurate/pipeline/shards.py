@@ -64,14 +64,19 @@ def _center_square(img: np.ndarray, size: int) -> np.ndarray:
     return crop if side == size else cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
+def frame_members(sample: dict[str, Any]) -> list[str]:
+    """The sample's frame member names (f0.jpg, f1.jpg, ...) in time order."""
+    numbered = sorted((int(m.group(1)), k) for k in sample if (m := _FRAME.match(k)))
+    return [k for _, k in numbered]
+
+
 def decode_sample(sample: dict[str, Any], frame_size: int | None = None):
     """A raw webdataset sample -> (uint8 tensor T x C x H x W, caption, metadata dict)."""
     import cv2
     import torch
 
-    keys = sorted((int(m.group(1)), k) for k in sample if (m := _FRAME.match(k)))
     images = []
-    for _, k in keys:
+    for k in frame_members(sample):
         img = cv2.imdecode(np.frombuffer(sample[k], np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
         images.append(_center_square(img, frame_size) if frame_size else img)
     frames = torch.from_numpy(np.ascontiguousarray(np.stack(images))).permute(0, 3, 1, 2)

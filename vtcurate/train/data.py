@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from vtcurate.errors import UserError
-from vtcurate.pipeline.shards import _FRAME, shard_paths, verify_shards
+from vtcurate.pipeline.shards import frame_members, shard_paths, verify_shards
 
 Sample = dict  # {"frames": T x C x H x W, "caption", "aux": [str], "key", "lang"}
 
@@ -36,8 +36,7 @@ def _images_to_tensor(images, preprocess: Callable) -> torch.Tensor:
 def decode_shard_sample(sample: dict, preprocess: Callable, max_aux: int) -> Sample:
     from PIL import Image
 
-    names = sorted((int(m.group(1)), k) for k in sample if (m := _FRAME.match(k)))
-    images = [Image.open(io.BytesIO(sample[k])).convert("RGB") for _, k in names]
+    images = [Image.open(io.BytesIO(sample[k])).convert("RGB") for k in frame_members(sample)]
     meta = json.loads(sample["json"])
     return {
         "frames": _images_to_tensor(images, preprocess),
