@@ -22,6 +22,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if shards.exists():
         index = json.loads(shards.read_text("utf-8"))
         print(f"\n{index['samples']} samples in {len(index['shards'])} shard(s): {shards.parent}")
+    trained = Path(args.run_dir) / "train" / "train.json"
+    if config.stages[-1] == "train" and trained.exists():
+        from vtcurate.train.evaluate import print_report
+
+        info = json.loads(trained.read_text("utf-8"))
+        if info.get("eval"):
+            print("\n" + print_report(info["eval"]))
+        print(f"model: {trained.parent / 'model.pt'} ({info['steps_run']} steps this run)")
     report = Path(args.run_dir) / "report" / "index.html"
     if report.exists():
         print(f"report: {report}")
