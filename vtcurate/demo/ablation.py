@@ -10,9 +10,11 @@ same clean held-out set (`make ablation`; results in docs/ablation.md and docs/a
 2. Temporal modelling and auxiliary-caption guidance on the pass-2 shards: mean, transformer,
    transformer + ACG (with --extra also STAN-style and proxy tokens).
 
-Besides retrieval, "direction accuracy" asks each model, for every held-out clip, whether the clip
-matches its caption better than the same caption with the motion reversed ("left to right" vs
-"right to left"): a model that ignores frame order cannot do better than chance (50 %).
+Besides retrieval, two direction scores ask whether a model tells "left to right" from "right to
+left" (and top/bottom) on the held-out clips, in % of clips (50: chance):
+- `dir_text`: the clip matches its caption better than the caption with the motion reversed;
+- `dir_video`: the caption matches the clip better than the clip played backwards (a tie, which is
+  all an order-blind model can give, counts half).
 
 python -m vtcurate.demo.ablation WORK_DIR [--steps 300] [--extra] [--out docs]
 """
@@ -61,15 +63,25 @@ def _reversed_captions(n: int) -> list[str]:
 
 def evaluate_heldout(model_path: Path, heldout: Path) -> dict:
     model = load_trained(model_path)
-    batches = folder_eval_batches(
-        heldout / "annotations.jsonl", heldout / "videos", model.preprocess, Collate(model.tokenizer, 1), 48
+    collate = Collate(model.tokenizer, 1)
+    batches = list(
+        folder_eval_batches(heldout / "annotations.jsonl", heldout / "videos", model.preprocess, collate, 48)
     )
     text, video, langs, _ = embed(model, batches)
+    _, video_back, _, _ = embed(model, _flipped(batches))
     with torch.inference_mode():
         rev = model.encode_text(model.tokenizer(_reversed_captions(len(langs)))).float().numpy()
-    report = retrieval_report(text, video, langs)
-    direction = float(100 * np.mean((text * video).sum(1) > (rev * video).sum(1)))
-    return {"retrieval": report, "direction_accuracy": direction}
+    right, wrong = (text * video).sum(1), (text * video_back).sum(1)
+    return {
+        "retrieval": retrieval_report(text, video, langs),
+        "dir_text": float(100 * np.mean(right > (rev * video).sum(1))),
+        "dir_video": float(100 * np.mean((right > wrong) + 0.5 * np.isclose(right, wrong, atol=1e-6))),
+    }
+
+
+def _flipped(batches):
+    for batch in batches:
+        yield {**batch, "frames": batch["frames"].flip(1)}
 
 
 def _curate(data: Path, run: Path, overrides: list[str]) -> dict:
@@ -94,7 +106,8 @@ def _row(name: str, shards: str, result: dict, timing: dict) -> dict:
         "t2v_R@5": overall["t2v"]["R@5"],
         "t2v_MdR": overall["t2v"]["MdR"],
         "v2t_R@1": overall["v2t"]["R@1"],
-        "direction_acc": result["direction_accuracy"],
+        "dir_text": result["dir_text"],
+        "dir_video": result["dir_video"],
         "chance_R@1": overall["chance_R@1"],
         "train_s": timing["seconds"],
     }
@@ -137,7 +150,7 @@ def run(work: Path, steps: int, extra: bool = False) -> dict:
 
 
 def markdown(result: dict) -> str:
-    cols = ["model", "shards", "t2v_R@1", "t2v_R@5", "t2v_MdR", "v2t_R@1", "direction_acc", "train_s"]
+    cols = ["model", "shards", "t2v_R@1", "t2v_R@5", "t2v_MdR", "v2t_R@1", "dir_text", "dir_video", "train_s"]
     lines = [
         f"Held-out: 48 clean clips (chance R@1 {result['rows'][0]['chance_R@1']:.1f} %); "
         f"every model trained {result['steps']} steps from random init.",
