@@ -191,7 +191,7 @@ def test_train_stage_follows_the_flow(local_run, demo_config, demo_corpus, tmp_p
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
 def test_gpu_training_in_bf16(local_run, tmp_path):
     from vtcurate.train.loop import train
 
