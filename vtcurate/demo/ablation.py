@@ -62,7 +62,7 @@ def _reversed_captions(n: int) -> list[str]:
 
 def evaluate_heldout(model_path: Path, heldout: Path) -> dict:
     model = load_trained(model_path)
-    collate = Collate(model.tokenizer, 1)
+    collate = Collate(model.tokenizer, 0)  # the held-out folder has no auxiliary captions
     batches = list(
         folder_eval_batches(heldout / "annotations.jsonl", heldout / "videos", model.preprocess, collate, 48)
     )

@@ -64,7 +64,8 @@ def drop_tokens(tokens: torch.Tensor, share: float, generator: torch.Generator |
 
 
 class Collate:
-    """Samples -> batch dict; tokenises captions and auxiliary captions in one call each."""
+    """Samples -> batch dict; tokenises captions and auxiliary captions in one call each.
+    `max_aux` 0: no auxiliary captions (models without ACG do not pay for tokenising them)."""
 
     def __init__(self, tokenizer: Callable, max_aux: int, text_drop: float = 0.0) -> None:
         self.tokenizer = tokenizer
@@ -75,23 +76,23 @@ class Collate:
         tokens = self.tokenizer([s["caption"] for s in samples])
         if self.text_drop:
             tokens = drop_tokens(tokens, self.text_drop)
-        k = self.max_aux
-        aux_mask = torch.zeros(len(samples), k, dtype=torch.bool)
-        texts = []
-        for i, s in enumerate(samples):
-            aux = s["aux"][:k]
-            aux_mask[i, : len(aux)] = True
-            texts += aux + [""] * (k - len(aux))
-        aux_tokens = self.tokenizer(texts).reshape(len(samples), k, -1)
-        return {
+        batch = {
             "frames": torch.stack([s["frames"] for s in samples]),
             "tokens": tokens,
-            "aux_tokens": aux_tokens,
-            "aux_mask": aux_mask,
             "keys": [s["key"] for s in samples],
             "langs": [s["lang"] for s in samples],
             "captions": [s["caption"] for s in samples],
         }
+        if k := self.max_aux:
+            aux_mask = torch.zeros(len(samples), k, dtype=torch.bool)
+            texts = []
+            for i, s in enumerate(samples):
+                aux = s["aux"][:k]
+                aux_mask[i, : len(aux)] = True
+                texts += aux + [""] * (k - len(aux))
+            batch["aux_tokens"] = self.tokenizer(texts).reshape(len(samples), k, -1)
+            batch["aux_mask"] = aux_mask
+        return batch
 
 
 def _urls(shards_dir: str | Path, split: str) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vtcurate.errors import UserError
 from vtcurate.models.video_clip import VideoCLIP
 from vtcurate.pipeline.atomic import write_json
 from vtcurate.train.data import Collate, folder_eval_batches, shard_eval_batches
@@ -22,7 +23,7 @@ def embed(model: VideoCLIP, batches: Iterable[dict]) -> tuple[np.ndarray, np.nda
     texts, videos, langs, keys = [], [], [], []
     for batch in batches:
         aux = aux_mask = None
-        if model.acg is not None and batch["aux_mask"].any():
+        if model.acg is not None and "aux_mask" in batch and batch["aux_mask"].any():
             aux_mask = batch["aux_mask"].to(device)
             aux = model.encode_aux(batch["aux_tokens"].to(device), aux_mask)
         video, _ = model.encode_video(batch["frames"].to(device), aux, aux_mask)
@@ -31,8 +32,6 @@ def embed(model: VideoCLIP, batches: Iterable[dict]) -> tuple[np.ndarray, np.nda
         langs += batch["langs"]
         keys += batch["keys"]
     if not keys:
-        from vtcurate.errors import UserError
-
         raise UserError("nothing to evaluate: the evaluation set is empty")
     return np.concatenate(texts), np.concatenate(videos), langs, keys
 
@@ -50,7 +49,8 @@ def evaluate_batches(model: VideoCLIP, batches: Iterable[dict], out_dir: str | P
 
 
 def _collate(model: VideoCLIP) -> Collate:
-    return Collate(model.tokenizer, model.cfg.max_aux)  # no text masking at evaluation
+    # auxiliary captions only for an ACG model; no text masking at evaluation
+    return Collate(model.tokenizer, model.cfg.max_aux if model.acg is not None else 0)
 
 
 def evaluate_shards(model: VideoCLIP, shards_dir, split: str, out_dir, batch_size: int = 32) -> dict:

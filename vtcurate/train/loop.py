@@ -150,9 +150,10 @@ def train(cfg: TrainConfig, shards_dir: str | Path, out_dir: str | Path) -> dict
 
     out = Path(out_dir)
     done = out / "train.json"
-    if done.exists() and json.loads(done.read_text("utf-8"))["config"] == cfg.model_dump(mode="json"):
+    earlier = json.loads(done.read_text("utf-8")) if done.exists() else None
+    if earlier and earlier["config"] == cfg.model_dump(mode="json"):
         log.info("train: finished earlier (%s), skipped", done)
-        return json.loads(done.read_text("utf-8"))
+        return earlier
     dist = Dist(cfg.device)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)  # the same new-module init on every rank
@@ -169,7 +170,7 @@ def train(cfg: TrainConfig, shards_dir: str | Path, out_dir: str | Path) -> dict
         else model
     )
     loss_fn = ClipLoss(local_loss=False, gather_with_grad=True, rank=dist.rank, world_size=dist.world)
-    collate = Collate(model.tokenizer, cfg.model.max_aux, cfg.model.text_drop)
+    collate = Collate(model.tokenizer, cfg.model.max_aux if cfg.model.acg else 0, cfg.model.text_drop)
     loader = train_loader(
         shards_dir, cfg.split, model.preprocess, collate, cfg.batch_size, cfg.num_workers,
         cfg.shuffle_buffer, seed=cfg.seed + 1000 * start + dist.rank, verify=dist.main,
