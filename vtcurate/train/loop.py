@@ -178,7 +178,7 @@ def train(cfg: TrainConfig, shards_dir: str | Path, out_dir: str | Path) -> dict
     batches = iter(loader)
     metrics = (out / "metrics.jsonl").open("a", encoding="utf-8") if dist.main else None
     t0 = time.perf_counter()
-    window_t, window_samples, samples = t0, 0, 0
+    window_t, window_samples = t0, 0
     step = start
     try:
         while step < cfg.steps:
@@ -202,7 +202,6 @@ def train(cfg: TrainConfig, shards_dir: str | Path, out_dir: str | Path) -> dict
             if dist.main and (step % cfg.log_every == 0 or step == cfg.steps):
                 now = time.perf_counter()
                 rate = window_samples / max(now - window_t, 1e-9)
-                samples += window_samples
                 window_t, window_samples = now, 0
                 line = {
                     "step": step, **{k: round(v, 5) for k, v in logs.items()},
