@@ -48,7 +48,8 @@ def shard_members(run_dir: Path) -> dict[str, dict[str, bytes]]:
 
 def assert_complete_and_unique(run_dir, reference) -> None:
     """The shards hold exactly the shard stage's kept clips, each once, with all their members."""
-    from vtcurate.pipeline.rundir import RunDir, read_columns
+    from vtcurate.pipeline.rundir import RunDir
+    from vtcurate.storage import read_columns
 
     keys = read_columns(RunDir(run_dir).stage("shard").kept_parts(), ["sample_key"])["sample_key"]
     samples = shard_members(run_dir)

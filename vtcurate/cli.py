@@ -11,12 +11,12 @@ from pathlib import Path
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from vtcurate.config import load_config
-    from vtcurate.pipeline.executor import run_pipeline
     from vtcurate.pipeline.stats import format_funnel
+    from vtcurate.workflow import run
 
     config = load_config(args.config, args.set)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-    stats = run_pipeline(config, args.input, args.run_dir, args.runner, stages, args.ray_address, args.fresh)
+    stats = run(config, args.input, args.run_dir, args.runner, stages, args.ray_address, args.fresh)
     print(format_funnel(stats))
     shards = Path(args.run_dir) / "shards" / "index.json"
     if shards.exists():

@@ -7,27 +7,14 @@ validated exactly like keys written in the file.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from vtcurate.errors import UserError
-
-# The full flow, in order.  Stage directories are numbered by their place here, so a stage keeps
-# its directory name whichever subset of the flow a run executes.
-FLOW: tuple[str, ...] = (
-    "ingest",
-    "langid",
-    "keyframes",
-    "clip_filter",
-    "dedup",
-    "rewrite",
-    "aux_caption",
-    "shard",
-)
-
 
 TRAIN = "train"  # optional last stage: trains a video-text model on the shards the flow wrote
 
@@ -38,6 +25,20 @@ class ConfigError(UserError, ValueError):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StageResources(Strict):
+    """A stage's worker on the cluster; unset keys keep what the stage declares."""
+
+    num_cpus: float | None = Field(None, gt=0, description="CPUs one worker uses")
+    num_gpus: float | None = Field(None, ge=0, description="GPUs one worker holds")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="custom Ray resources one worker needs, e.g. {decoder: 1}: it runs only on "
+        "nodes that advertise them",
+    )
+    max_workers: int | None = Field(None, ge=1, description="most workers (actors) of the stage")
+    batch_size: int | None = Field(None, ge=1, description="rows per stage call")
 
 
 class RayConfig(Strict):
@@ -57,6 +58,16 @@ class RayConfig(Strict):
         ge=0,
         description="retries of a partition whose worker raised or died (a node lost, an I/O error)",
     )
+    stage_resources: dict[str, StageResources] = Field(
+        default_factory=dict,
+        description="per stage: what one worker asks of the cluster (cpus, gpus, custom resources) "
+        "and how many workers it may have, over what the stage declares",
+    )
+    materialize_every_stage: bool = Field(
+        False,
+        description="debugging: finish every stage before the next starts (a barrier after each), "
+        "instead of streaming partitions through consecutive stages",
+    )
 
 
 class BeamConfig(Strict):
@@ -71,9 +82,7 @@ class FaultSpec(Strict):
     """A fault injected once into a run, to test that crashes and retries lose and double nothing."""
 
     stage: str = Field(..., description="stage whose worker fails")
-    partition: int | None = Field(
-        None, ge=0, description="partition index; null with stage shard: while the driver writes the tars"
-    )
+    partition: int = Field(..., ge=0, description="partition index")
     action: Literal["raise", "die"] = Field(
         ..., description="raise: the partition's task raises; die: its process SIGKILLs itself"
     )
@@ -82,8 +91,6 @@ class FaultSpec(Strict):
     def _where(self) -> FaultSpec:
         if self.stage not in FLOW:
             raise ValueError(f"unknown stage {self.stage!r}; the flow is {list(FLOW)}")
-        if self.partition is None and self.stage != "shard":
-            raise ValueError("partition is required (only the shard stage has a fault point without one)")
         return self
 
 
@@ -316,6 +323,32 @@ class ShardConfig(Strict):
     split_salt: str = Field("", description="salt of the clip-id hash that assigns splits")
 
 
+@dataclass(frozen=True)
+class StageEntry:
+    """One stage of the flow: its name (also its config section), the section's model, and the
+    class that implements it (imported only when the stage is built)."""
+
+    name: str
+    section: type[Strict]
+    impl: str  # "module:Class"
+
+
+# The flow, in order: the one list the flow order, the config sections and the stage classes come
+# from.  Stage directories are numbered by their place here, so a stage keeps its directory name
+# whichever subset of the flow a run executes.
+STAGES: tuple[StageEntry, ...] = (
+    StageEntry("ingest", IngestConfig, "vtcurate.stages.ingest:IngestStage"),
+    StageEntry("langid", LangIdConfig, "vtcurate.stages.langid:LangIdStage"),
+    StageEntry("keyframes", KeyframesConfig, "vtcurate.stages.keyframes:KeyframesStage"),
+    StageEntry("clip_filter", ClipFilterConfig, "vtcurate.stages.clip_filter:ClipFilterStage"),
+    StageEntry("dedup", DedupConfig, "vtcurate.stages.dedup:DedupStage"),
+    StageEntry("rewrite", RewriteConfig, "vtcurate.stages.rewrite:RewriteStage"),
+    StageEntry("aux_caption", AuxCaptionConfig, "vtcurate.stages.aux_caption:AuxCaptionStage"),
+    StageEntry("shard", ShardConfig, "vtcurate.stages.shard:ShardStage"),
+)
+FLOW: tuple[str, ...] = tuple(entry.name for entry in STAGES)
+
+
 class ReportConfig(Strict):
     enabled: bool = Field(True, description="write report/index.html at the end of `vtcurate run`")
     examples_per_reason: int = Field(3, ge=0, le=50, description="examples shown per drop reason")
@@ -370,7 +403,15 @@ class TrainConfig(Strict):
     seed: int = 0
 
 
-class PipelineConfig(Strict):
+# One config section per stage of the registry, each defaulting to its model's defaults.
+_StageSections = create_model(
+    "_StageSections",
+    __base__=Strict,
+    **{e.name: (e.section, Field(default_factory=e.section)) for e in STAGES},
+)
+
+
+class PipelineConfig(_StageSections):
     name: str = "run"
     runner: Literal["local", "ray", "beam"] = "ray"
     partition_rows: int = Field(64, ge=1, description="rows per partition (unit of work/resume)")
@@ -381,14 +422,6 @@ class PipelineConfig(Strict):
         default_factory=list,
         description="fault injection for tests: each fires once (a marker in RUN_DIR/_faults)",
     )
-    ingest: IngestConfig = IngestConfig()
-    langid: LangIdConfig = LangIdConfig()
-    keyframes: KeyframesConfig = KeyframesConfig()
-    clip_filter: ClipFilterConfig = ClipFilterConfig()
-    dedup: DedupConfig = DedupConfig()
-    rewrite: RewriteConfig = RewriteConfig()
-    aux_caption: AuxCaptionConfig = AuxCaptionConfig()
-    shard: ShardConfig = ShardConfig()
     report: ReportConfig = ReportConfig()
     train: TrainConfig = TrainConfig()
 
@@ -400,6 +433,9 @@ class PipelineConfig(Strict):
             raise ValueError(f"unknown stage(s) {unknown}; the flow is {list(FLOW)}, then optionally {TRAIN}")
         if flow != sorted(flow, key=FLOW.index) or len(set(flow)) != len(flow):
             raise ValueError(f"stages must be unique and in flow order {list(FLOW)}")
+        unknown = [s for s in self.ray.stage_resources if s not in FLOW]
+        if unknown:
+            raise ValueError(f"ray.stage_resources: unknown stage(s) {unknown}; the flow is {list(FLOW)}")
         return self
 
 

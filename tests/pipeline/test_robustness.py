@@ -16,9 +16,10 @@ from vtcurate.config import FLOW, load_config
 from vtcurate.errors import UserError
 from vtcurate.pipeline.executor import RunDirConflict, run_pipeline
 from vtcurate.pipeline.partition import STAGE_ERROR, apply_stage
-from vtcurate.pipeline.rundir import RunDir, read_columns
+from vtcurate.pipeline.rundir import RunDir
 from vtcurate.pipeline.stats import load_stats
 from vtcurate.stages.base import Resources, Stage, set_column, with_decisions
+from vtcurate.storage import read_columns
 
 
 class Fragile(Stage):

@@ -1,5 +1,6 @@
-"""The Apache Beam runner: each stage's partitions are mapped by a `ParDo` whose `DoFn.setup()`
-sets the stage up (loads its models) once per worker.
+"""The Apache Beam runner: a segment's ops are chained `ParDo`s (fused by the runner), each
+`DoFn.setup()` setting its stage up (loading its models) once per worker.  A partition travels
+between them as Arrow IPC bytes; a run-wide plan is a barrier between two pipelines, as on Ray.
 
 Pipeline options pass through from the config (`beam.options`): DirectRunner by default, any
 Beam runner beyond it (Flink, Spark, Dataflow) with that runner's own options.  Workers write
@@ -22,8 +23,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from vtcurate.config import BeamConfig
-from vtcurate.pipeline.partition import PartitionResult, PartitionTask, run_partition
-from vtcurate.stages.base import Stage
+from vtcurate.pipeline.partition import Op, PartitionResult
+from vtcurate.storage import table_from_bytes, table_to_bytes
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +41,24 @@ def option_args(options: dict[str, Any]) -> list[str]:
     return args
 
 
-class PartitionDoFn(beam.DoFn):
-    """Runs partitions; the stage is set up once per DoFn instance (worker), not per bundle."""
+class OpDoFn(beam.DoFn):
+    """Runs one op over partitions; its stage is set up once per DoFn instance (worker), not per
+    bundle.  Elements are (partition, its kept rows as IPC bytes or b"", results so far)."""
 
-    def __init__(self, stage: Stage) -> None:
-        self.stage = stage
+    def __init__(self, op: Op, last: bool) -> None:
+        self.op, self.last = op, last
 
     def setup(self) -> None:
-        self.stage.setup()
+        self.op.setup()
 
-    def process(self, spec: str):
-        yield json.dumps(run_partition(self.stage, PartitionTask(**json.loads(spec))).as_dict())
+    def process(self, element):
+        part, payload, earlier = element
+        table, result = self.op.process(part, table_from_bytes(payload) if payload else None)
+        passed = table_to_bytes(table) if table is not None and not self.last else b""
+        yield part, passed, [*earlier, result.as_dict()]
 
     def teardown(self) -> None:
-        self.stage.teardown()
+        self.op.teardown()
 
 
 class BeamRunner:
@@ -72,28 +77,33 @@ class BeamRunner:
     def describe(self) -> dict:
         return {"runner": "beam", "options": self.config.options}
 
-    def plan(self, stage: Stage, n_tasks: int) -> dict:
+    def pools(self, ops: list[Op], n_parts: int) -> list[dict]:
         workers = self.config.options.get("direct_num_workers")
-        return {"workers": workers, "cpus_per_worker": None, "gpus_per_worker": None,
-                "batch_size": stage.resources.batch_size}  # fmt: skip
+        return [{"workers": workers, "cpus_per_worker": None, "gpus_per_worker": None,
+                 "batch_size": op.resources.batch_size} for op in ops]  # fmt: skip
 
-    def map(self, stage: Stage, tasks: list[PartitionTask]) -> Iterator[PartitionResult]:
-        if not tasks:
+    def run_segment(self, ops: list[Op], parts: list[str]) -> Iterator[list[PartitionResult]]:
+        if not parts:
             return
-        out = self.scratch / f"{stage.name}-{uuid.uuid4().hex[:8]}"
-        specs = [json.dumps(t.__dict__) for t in tasks]
-        log.info("%s: %d partitions on Beam (%s)", stage.name, len(tasks), self.config.options.get("runner"))
+        out = self.scratch / f"segment-{uuid.uuid4().hex[:8]}"
+        log.info("%d partitions through %s on Beam (%s)", len(parts), ", ".join(op.label for op in ops),
+                 self.config.options.get("runner"))  # fmt: skip
         with beam.Pipeline(options=PipelineOptions(option_args(self.config.options))) as p:
-            (
+            pcoll = (
                 p
-                | "partitions" >> beam.Create(specs)
+                | "partitions" >> beam.Create([(part, b"", []) for part in parts])
                 | "spread" >> beam.Reshuffle()  # no fusion with Create: partitions go to every worker
-                | stage.name >> beam.ParDo(PartitionDoFn(stage))
-                | "results" >> beam.io.WriteToText(str(out / "result"))
+            )
+            for i, op in enumerate(ops):
+                pcoll = pcoll | f"{op.stage.name}-{op.mode}" >> beam.ParDo(OpDoFn(op, i == len(ops) - 1))
+            _ = (
+                pcoll
+                | "results" >> beam.Map(lambda element: json.dumps(element[2]))
+                | "write" >> beam.io.WriteToText(str(out / "result"))
             )
         try:
             for path in sorted(out.glob("result*")):
                 for line in path.read_text("utf-8").splitlines():
-                    yield PartitionResult(**json.loads(line))
+                    yield [PartitionResult(**r) for r in json.loads(line)]
         finally:
             shutil.rmtree(out, ignore_errors=True)

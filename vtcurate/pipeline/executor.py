@@ -1,4 +1,12 @@
-"""Run the configured stages in flow order over a run directory, resuming what is finished."""
+"""Run the configured stages in flow order over a run directory, resuming what is finished.
+
+The stages become a list of ops (vtcurate.pipeline.partition.Op), cut into segments at the only
+points that need every partition: a global_plan stage's plan (score | plan in the driver | apply)
+and a stage whose setup reads its whole input.  A runner streams each segment's partitions through
+its ops; the driver waits for the segment, then writes the stats of the stages that finished in
+it.  `ray.materialize_every_stage` cuts a segment after every stage instead (debugging, and the
+benchmark's baseline).  Training and the report are not the executor's: see vtcurate.workflow.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +16,22 @@ import logging
 import platform
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from vtcurate.config import FLOW, TRAIN, PipelineConfig
 from vtcurate.errors import UserError
 from vtcurate.pipeline import manifest as mf
-from vtcurate.pipeline.atomic import touch, write_json, write_parquet, write_text
-from vtcurate.pipeline.faults import arm, fire
-from vtcurate.pipeline.partition import PartitionTask, peak_rss_mb
+from vtcurate.pipeline.partition import Op, PartitionResult, peak_rss_mb
 from vtcurate.pipeline.progress import Progress
-from vtcurate.pipeline.rundir import SUCCESS, RunDir, StageDir, row_count
+from vtcurate.pipeline.rundir import SUCCESS, RunDir, StageDir
 from vtcurate.pipeline.runners import make_runner
 from vtcurate.pipeline.stats import stage_stats
 from vtcurate.stages import build_stage
 from vtcurate.stages.base import Resources, Stage
+from vtcurate.storage import row_count, touch, write_json, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
@@ -103,14 +109,6 @@ def _upstream(name: str, config: PipelineConfig) -> str:
     return earlier[-1] if earlier else "manifest"
 
 
-def _stage_input(rd: RunDir, name: str, upstream: str) -> list[Path]:
-    if upstream == "manifest":
-        return sorted(rd.ingest_input().glob("part-*.parquet"))
-    if not rd.stage(upstream).done:
-        raise UserError(f"stage {name} needs {upstream}, which has not finished in {rd.root}")
-    return rd.stage(upstream).kept_parts()
-
-
 def _check_finished(rd: RunDir, name: str, upstream: str) -> dict:
     """A finished stage is reused only if it read what the config now feeds it."""
     stats = json.loads(rd.stage(name).stats.read_text("utf-8"))
@@ -141,7 +139,7 @@ def _claim_stage_dir(sdir: StageDir, upstream: str) -> None:
     """Partitions of an unfinished stage are reused only if they were made from the same upstream."""
     marker = sdir.path / "_upstream"
     previous = marker.read_text("utf-8") if marker.exists() else None
-    outputs = (sdir.kept, sdir.rejected, sdir.scored)
+    outputs = (sdir.kept, sdir.rejected, sdir.scored, sdir.outputs)
     if previous != upstream and any(p.exists() for p in outputs):
         log.warning(
             "%s: discarding partial output made from %s (now fed from %s)", sdir.path.name, previous, upstream
@@ -151,112 +149,154 @@ def _claim_stage_dir(sdir: StageDir, upstream: str) -> None:
     write_text(upstream, marker)
 
 
-class _PlanApplier(Stage):
-    """The apply step of a global_plan stage as a stage of its own: it loads no model, so its
-    workers start at once and need little."""
+def _resources(stage: Stage, config: PipelineConfig) -> Resources:
+    """What the stage declares, with the config's `ray.stage_resources` for it on top."""
+    res = stage.resources
+    over = config.ray.stage_resources.get(stage.name)
+    if over is None:
+        return res
+    return replace(
+        res,
+        num_cpus=over.num_cpus if over.num_cpus is not None else res.num_cpus,
+        num_gpus=over.num_gpus if over.num_gpus is not None else res.num_gpus,
+        resources={**res.resources, **over.resources},
+        workers=over.max_workers if over.max_workers is not None else res.workers,
+        batch_size=over.batch_size if over.batch_size is not None else res.batch_size,
+    )
 
-    def __init__(self, stage: Stage) -> None:
-        super().__init__(stage.config)
-        self.stage = stage
-        self.name = stage.name
 
-    @property
-    def resources(self) -> Resources:
-        return Resources(num_cpus=0.5, batch_size=self.stage.resources.batch_size)
+@dataclass
+class _StageRun:
+    """A stage being run in this invocation: where it reads and writes, and what it has cost."""
 
-    def apply_plan(self, table, plan: dict):
-        return self.stage.apply_plan(table, plan)
+    name: str
+    stage: Stage
+    sdir: StageDir
+    upstream: str
+    source: Path  # the folder of its input partitions
+    ops: list[Op] = field(default_factory=list)
+    results: list[PartitionResult] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the segments it ran in
+    driver_cpu_s: float = 0.0
+    plan_seconds: float | None = None
+    pools: list[dict] = field(default_factory=list)
 
 
-def _map(runner, stage: Stage, tasks: list[PartitionTask], total: int, label: str) -> dict:
-    resumed = total - len(tasks)
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    rows = worker_cpu = worker_rss = 0.0
-    nodes = set()
-    with Progress(label, total, done=resumed) as progress:
-        for result in runner.map(stage, tasks):
-            progress.update(result)
-            rows += result.rows_in
-            worker_cpu += result.cpu_s
-            worker_rss = max(worker_rss, result.peak_rss_mb)
-            nodes.add(result.node)
+def _segments(runs: list[_StageRun], every_stage: bool) -> list[list[Op]]:
+    """The ops of `runs` cut at the barriers: before a stage that reads its whole input, between a
+    global_plan stage's score and apply ops, and (every_stage) after every stage."""
+    segments: list[list[Op]] = [[]]
+    for r in runs:
+        if r.stage.reads_whole_input or every_stage:
+            segments.append([])
+        for op in r.ops:
+            if op.mode == "apply":
+                segments.append([])
+            segments[-1].append(op)
+    return [s for s in segments if s]
+
+
+def _ops(r: _StageRun, config: PipelineConfig, rd: RunDir, frames: Path | None) -> list[Op]:
+    common = {"resources": _resources(r.stage, config), "faults": tuple(config.faults),
+              "run_root": str(rd.root), "frames": str(frames) if frames else None}  # fmt: skip
+    if not r.stage.global_plan:
+        return [Op(r.stage, "run", str(r.source), str(r.sdir.path), **common)]
+    apply_res = Resources(num_cpus=0.5, batch_size=r.stage.resources.batch_size)  # no model: small workers
+    return [
+        Op(r.stage, "score", str(r.source), str(r.sdir.path), **common),
+        Op(r.stage, "apply", str(r.sdir.scored), str(r.sdir.path), plan=str(r.sdir.plan),
+           **{**common, "resources": apply_res}),
+    ]  # fmt: skip
+
+
+def _frame_store(rd: RunDir, config: PipelineConfig, name: str) -> Path | None:
+    """The frame store, if the stage that makes the key-frames runs before `name`."""
+    from vtcurate.stages import frames_stage
+
+    maker = frames_stage()
+    return rd.frame_store if maker in config.stages and FLOW.index(maker) < FLOW.index(name) else None
+
+
+def _partitions(rd: RunDir, runs: list[_StageRun], config: PipelineConfig, manifest: str) -> list[str]:
+    """The partition names: every stage has the same ones (a partition keeps its name through the
+    flow), from the staged manifest or the first stage's finished upstream."""
+    first = runs[0]
+    if first.stage.reads_manifest:
+        stage_manifest(rd, manifest, config.partition_rows)
+    elif not rd.stage(first.upstream).done:
+        raise UserError(f"stage {first.name} needs {first.upstream}, which has not finished in {rd.root}")
+    return sorted(p.stem for p in first.source.glob("part-*.parquet"))
+
+
+def _stage_timing(r: _StageRun, parts: list[str], run) -> dict:
+    first = [x for x in r.results if x.mode == r.ops[0].mode]
+    done = [x for x in r.results if not x.resumed]
+    rows = sum(x.rows_in for x in first if not x.resumed)
     return {
-        "seconds": time.perf_counter() - t0,
-        "rows_processed": int(rows),  # this invocation; fewer than rows_in after a resume
-        "workers": runner.plan(stage, len(tasks)),
-        "worker_cpu_s": worker_cpu,
-        "worker_peak_rss_mb": worker_rss or None,
-        "driver_cpu_s": time.process_time() - cpu0,
+        "seconds": r.seconds,  # wall time of the segments the stage streamed in
+        "busy_seconds": sum(x.seconds for x in done),  # summed over its workers
+        "rows_processed": rows,  # this invocation; fewer than rows_in after a resume
+        "rows_per_s": rows / r.seconds if r.seconds else None,
+        "workers": r.pools[0] if len(r.pools) == 1 else {op.mode: p for op, p in zip(r.ops, r.pools)},
+        "worker_cpu_s": sum(x.cpu_s for x in done),
+        "worker_peak_rss_mb": max((x.peak_rss_mb for x in done), default=None),
+        "driver_cpu_s": r.driver_cpu_s,
         "driver_peak_rss_mb": peak_rss_mb(),
-        "worker_nodes": sorted(n for n in nodes if n),
-        "partitions": total,
-        "resumed_partitions": resumed,
+        "worker_nodes": sorted({x.node for x in done if x.node}),
+        "partitions": len(parts),
+        "resumed_partitions": sum(x.resumed for x in first),
+        "plan_seconds": r.plan_seconds,
+        "runner": run.name,
     }
 
 
-FaultOf = Callable[[str | None], dict | None]
+def _finish_stage(r: _StageRun, parts: list[str], run, info: dict, rd: RunDir) -> dict:
+    inputs = [r.source / f"{p}.parquet" for p in parts]
+    stats = stage_stats(r.name, r.sdir, row_count(inputs), r.stage.score_columns)
+    outputs = [r.sdir.outputs / f"{p}.json" for p in parts]
+    stats.update(r.stage.finalize([json.loads(o.read_text("utf-8")) for o in outputs if o.exists()]))
+    if stats["kept"] + stats["rejected"] != stats["rows_in"]:
+        raise RuntimeError(f"{r.name}: kept + rejected != rows in ({stats})")
+    stats.update(_stage_timing(r, parts, run), upstream=r.upstream, **r.stage.summary())
+    write_json(stats, r.sdir.stats)
+    info["stages"][r.name] = r.stage.provenance()
+    write_json(info, rd.run_json)
+    touch(r.sdir.path / SUCCESS)
+    log.info("%s: %d in, %d kept, %d rejected", r.name, stats["rows_in"], stats["kept"], stats["rejected"])
+    return stats
 
 
-def _pending(sdir: StageDir, inputs: list[Path], fault_of: FaultOf, **task) -> list[PartitionTask]:
-    tasks = []
-    for src in inputs:
-        kept, rejected = sdir.outputs(src.stem)
-        if not kept.exists():  # kept is written last: its presence marks the partition done
-            tasks.append(
-                PartitionTask(src.stem, str(src), str(kept), str(rejected), fault=fault_of(src.stem), **task)
-            )
-    return tasks
-
-
-def run_stage(runner, stage: Stage, sdir: StageDir, inputs: list[Path], fault_of: FaultOf) -> dict:
-    if not stage.global_plan:
-        return _map(runner, stage, _pending(sdir, inputs, fault_of), len(inputs), stage.name)
-    # 1. score every partition (resumable per partition), 2. plan from all scores in the driver,
-    # 3. apply the plan per partition.  The plan is a pure function of the scores, so a resumed
-    # run recomputes the same plan.
-    score = [
-        PartitionTask(
-            src.stem, str(src), str(sdir.scored / src.name), "", mode="score", fault=fault_of(src.stem)
-        )
-        for src in inputs
-        if not (sdir.scored / src.name).exists()
-    ]
-    timing = _map(runner, stage, score, len(inputs), f"{stage.name} (score)")
+def _run_segment(run, ops: list[Op], parts: list[str], by_name: dict[str, _StageRun]) -> dict:
+    """Stream `parts` through `ops`; record each op's results and pools on its stage."""
     t0, cpu0 = time.perf_counter(), time.process_time()
-    scored = [sdir.scored / src.name for src in inputs]
-    write_json(stage.plan(scored), sdir.plan)
-    plan_s, plan_cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    applier = _PlanApplier(stage)
-    apply = _map(runner, applier, _pending(sdir, scored, fault_of, mode="apply", plan=str(sdir.plan)),
-                 len(scored), f"{stage.name} (decide)")  # fmt: skip
-    timing["seconds"] += plan_s + apply["seconds"]
-    timing["driver_cpu_s"] += plan_cpu + apply["driver_cpu_s"]
-    timing["worker_cpu_s"] += apply["worker_cpu_s"]
-    timing["driver_peak_rss_mb"] = peak_rss_mb()
-    timing["plan_seconds"] = plan_s
-    return timing
+    pools = run.pools(ops, len(parts))
+    first_done = None
+    with Progress(" -> ".join(op.label for op in ops), len(parts)) as progress:
+        for results in run.run_segment(ops, parts):
+            first_done = first_done or time.perf_counter() - t0
+            progress.update(results)
+            for result in results:
+                by_name[result.stage].results.append(result)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    for op, pool in zip(ops, pools):
+        r = by_name[op.stage.name]
+        r.pools.append(pool)
+        if op is r.ops[0] or op.mode == "apply":  # a stage's wall: each segment it ran in, once
+            r.seconds += seconds
+            r.driver_cpu_s += cpu
+    return {"stages": [op.label for op in ops], "partitions": len(parts), "seconds": round(seconds, 3),
+            "first_partition_s": round(first_done, 3) if first_done else None,
+            "driver_cpu_s": round(cpu, 3)}  # fmt: skip
 
 
-def _after_first(tables: Iterable, fault: dict | None) -> Iterator:
-    """The tables, firing `fault` once the first is written (the tars are then half done)."""
-    for i, table in enumerate(tables):
-        if i == 1:
-            fire(fault)
-        yield table
-
-
-def _finalize_shards(rd: RunDir, stage: Stage, sdir: StageDir, provenance: dict, fault: dict | None) -> dict:
-    import pyarrow.parquet as pq
-
-    tmp = rd.root / "shards.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tables = _after_first((pq.read_table(p) for p in sdir.kept_parts()), fault)
-    index = stage.write_shards(tables, tmp, provenance)
-    if rd.shards.exists():
-        shutil.rmtree(rd.shards)
-    tmp.rename(rd.shards)
-    return {"shards": len(index["shards"]), "samples": index["samples"], "splits": index["splits"]}
+def _plan(r: _StageRun, parts: list[str]) -> None:
+    """The run-wide plan of a global_plan stage, from every scored partition.  A pure function of
+    the scores, so a resumed run recomputes the same plan."""
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    write_json(r.stage.plan([r.sdir.scored / f"{p}.parquet" for p in parts]), r.sdir.plan)
+    r.plan_seconds = time.perf_counter() - t0
+    r.seconds += r.plan_seconds
+    r.driver_cpu_s += time.process_time() - cpu0
 
 
 def run_pipeline(
@@ -268,76 +308,55 @@ def run_pipeline(
     ray_address: str | None = None,
     fresh: bool = False,
 ) -> list[dict]:
-    """Run `stages` (default: the config's) and return the stats of those that ran or were done."""
+    """Run `stages` (default: the config's, without `train`) and return the stats of those that
+    ran or were done."""
     rd = RunDir(Path(run_dir).resolve())  # workers on other nodes must not resolve it against their cwd
     manifest = mf.resolve_input(manifest)
     selected = stages or config.stages
     bad = [s for s in selected if s not in config.stages]
     if bad:
         raise UserError(f"--stages {bad} are not in the config's stages {config.stages}")
-    train = TRAIN in selected
     selected = sorted((s for s in selected if s != TRAIN), key=FLOW.index)
     info = prepare_run_dir(rd, config, manifest, fresh)
-    results = []
+    results: dict[str, dict] = {}
     with make_runner(runner or config.runner, config, ray_address, rd.root) as run:
         info["runner"] = run.describe()
-        info.setdefault("invocations", []).append({
+        invocation = {
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "runner": info["runner"]["runner"],
             "stages": selected,
-        })  # fmt: skip
+            "segments": [],
+        }
+        info.setdefault("invocations", []).append(invocation)
         write_json(info, rd.run_json)
+        runs: list[_StageRun] = []
         for name in selected:
-            sdir = rd.stage(name)
-            stage = build_stage(name, config)
-            upstream = _upstream(name, config)
+            sdir, upstream = rd.stage(name), _upstream(name, config)
             if sdir.done:
                 log.info("%s: finished earlier, skipped", name)
-                results.append(_check_finished(rd, name, upstream))
+                results[name] = _check_finished(rd, name, upstream)
                 continue
-            if name == "ingest":
-                stage_manifest(rd, manifest, config.partition_rows)
-            inputs = _stage_input(rd, name, upstream)
-            _claim_stage_dir(sdir, upstream)
-            stage.work_dir, stage.inputs = rd.root / "cache" / name, inputs
-            fault_of = partial(arm, config.faults, name, rd.root)
-            timing = run_stage(run, stage, sdir, inputs, fault_of)
-            provenance = stage.provenance()
-            stats = stage_stats(name, sdir, row_count(inputs), stage.score_columns)
-            if name == "shard":
-                t0 = time.perf_counter()
-                all_provenance = {**info["stages"], name: provenance}
-                stats["shards"] = _finalize_shards(rd, stage, sdir, all_provenance, fault_of(None))
-                timing["seconds"] += time.perf_counter() - t0
-            if stats["kept"] + stats["rejected"] != stats["rows_in"]:
-                raise RuntimeError(f"{name}: kept + rejected != rows in ({stats})")
-            rate = timing["rows_processed"] / timing["seconds"] if timing["seconds"] else None
-            stats.update(timing, rows_per_s=rate, runner=run.name, upstream=upstream, **stage.summary())
-            write_json(stats, sdir.stats)
-            info["stages"][name] = provenance
-            write_json(info, rd.run_json)
-            touch(sdir.path / SUCCESS)
-            log.info(
-                "%s: %d in, %d kept, %d rejected", name, stats["rows_in"], stats["kept"], stats["rejected"]
-            )
-            results.append(stats)
-    if train:  # after the runner: the embedded Ray cluster's CPUs are free for training
-        from vtcurate.train.loop import train as train_model
-
-        if not (rd.shards / "index.json").exists():
-            raise UserError(f"stage {TRAIN} needs the shards of the shard stage, not found in {rd.root}")
-        info["train"] = train_model(config.train, rd.shards, rd.root / TRAIN)
-    info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
-    write_json(info, rd.run_json)
-    if config.report.enabled:
-        _write_report(rd)
-    return results
-
-
-def _write_report(rd: RunDir) -> None:
-    from vtcurate.report.render import write_report
-
-    try:
-        log.info("report: %s", write_report(rd.root))
-    except Exception:  # the curated data is complete; a report bug must not fail the run
-        log.exception("report: failed to render; rerun with `vtcurate report %s`", rd.root)
+            source = rd.ingest_input() if upstream == "manifest" else rd.stage(upstream).kept
+            runs.append(_StageRun(name, build_stage(name, config), sdir, upstream, source))
+        if not runs:
+            return [results[n] for n in selected]
+        parts = _partitions(rd, runs, config, manifest)
+        provenance = {**info["stages"], **{r.name: r.stage.provenance() for r in runs}}
+        for r in runs:
+            _claim_stage_dir(r.sdir, r.upstream)
+            r.stage.work_dir, r.stage.run_root = rd.root / "cache" / r.name, rd.root
+            r.stage.inputs = [r.source / f"{p}.parquet" for p in parts]
+            r.stage.run_provenance = provenance
+            r.ops = _ops(r, config, rd, _frame_store(rd, config, r.name))
+        by_name = {r.name: r for r in runs}
+        for ops in _segments(runs, config.ray.materialize_every_stage):
+            if ops[0].mode == "apply":
+                _plan(by_name[ops[0].stage.name], parts)
+            invocation["segments"].append(_run_segment(run, ops, parts, by_name))
+            ended = {op.stage.name for op in ops if op.mode != "score"}
+            for r in runs:
+                if r.name in ended:
+                    results[r.name] = _finish_stage(r, parts, run, info, rd)
+        invocation["finished"] = info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        write_json(info, rd.run_json)
+    return [results[n] for n in selected]

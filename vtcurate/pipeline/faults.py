@@ -21,13 +21,12 @@ class InjectedFault(RuntimeError):
     """Raised by a `raise` fault: a transient error the runner is expected to retry."""
 
 
-def arm(faults: list[FaultSpec], stage: str, run_root: Path, part: str | None) -> dict | None:
-    """The fault (action + marker path) for this stage's partition `part` (part-NNNNN; None: the
-    shard stage's tar writing), or None."""
-    partition = None if part is None else int(part.rsplit("-", 1)[1])
+def arm(faults: list[FaultSpec], stage: str, run_root: Path, part: str) -> dict | None:
+    """The fault (action + marker path) for this stage's partition `part` (part-NNNNN), or None."""
+    partition = int(part.rsplit("-", 1)[1])
     for spec in faults:
         if spec.stage == stage and spec.partition == partition:
-            name = f"{stage}-{'write' if partition is None else partition}-{spec.action}"
+            name = f"{stage}-{partition}-{spec.action}"
             return {"action": spec.action, "marker": str(run_root / MARKERS / name)}
     return None
 

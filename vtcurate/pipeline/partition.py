@@ -1,8 +1,14 @@
-"""Run one stage over one partition: the unit of work every runner schedules.
+"""One step of one stage over one partition: the unit of work every runner schedules.
 
-Reads the partition, calls the stage in batches of its declared size, checks that every row came
-back, and writes kept and rejected rows atomically.  A batch whose call raises is retried row by
-row, so one bad row is rejected with the error as its reason instead of failing the batch.
+An `Op` is a stage in one of three modes: `run` (score and decide), `score` (a global_plan stage
+before its run-wide plan) or `apply` (decide a scored partition by the plan; no model).  Runners
+chain a segment's ops per partition: each op takes the previous op's output table in memory, or,
+when it starts the chain (a resumed run, or after a barrier), reads its input from disk and joins
+the key-frames back from the frame store.  It calls the stage in batches of its declared size,
+checks that every row came back in order, and writes rejected rows, the stage's own per-partition
+output (write_partition) and kept rows, atomically and in that order: the kept file marks the
+partition done.  A batch whose call raises is retried row by row, so one bad row is rejected with
+the error as its reason instead of failing the batch.
 """
 
 from __future__ import annotations
@@ -12,35 +18,26 @@ import resource
 import time
 import traceback
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cached_property
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from vtcurate.pipeline.atomic import write_parquet
-from vtcurate.pipeline.faults import fire
-from vtcurate.stages.base import DROP_REASON, Stage, with_decisions
+from vtcurate.config import FaultSpec
+from vtcurate.pipeline.faults import arm, fire
+from vtcurate.stages.base import DROP_REASON, Resources, Stage, with_decisions
+from vtcurate.storage import FRAMES, attach_frames, without_frames, write_json, write_parquet
 
 STAGE_ERROR = "stage_error"
-
-
-@dataclass(frozen=True)
-class PartitionTask:
-    part: str
-    source: str
-    kept: str
-    rejected: str
-    # run: call the stage, split kept/rejected.  score: call the stage, write every row to `kept`
-    # (a global_plan stage's first step).  apply: apply the plan at `plan` to a scored partition.
-    mode: str = "run"
-    plan: str | None = None
-    fault: dict | None = None  # an injected fault (vtcurate.pipeline.faults), tests only
+MODES = ("run", "score", "apply")
 
 
 @dataclass(frozen=True)
 class PartitionResult:
+    stage: str
+    mode: str
     part: str
     rows_in: int
     kept: int
@@ -49,6 +46,7 @@ class PartitionResult:
     cpu_s: float  # CPU time of the worker process on this partition
     peak_rss_mb: float  # the worker process's peak resident memory so far
     node: str | None = None  # the cluster node that ran it (Ray)
+    resumed: bool = False  # finished by an earlier invocation: skipped
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -78,12 +76,11 @@ def _call_rows(stage: Stage, batch: pa.Table) -> pa.Table:
     return pa.concat_tables(outs, promote_options="permissive")
 
 
-def apply_stage(stage: Stage, table: pa.Table) -> pa.Table:
-    size = max(1, stage.resources.batch_size)
+def apply_stage(stage: Stage, table: pa.Table, batch_size: int) -> pa.Table:
     outs = []
     # an empty partition still goes through the stage once, so its outputs have the stage's schema
-    for offset in range(0, max(table.num_rows, 1), size):
-        batch = table.slice(offset, size)
+    for offset in range(0, max(table.num_rows, 1), max(1, batch_size)):
+        batch = table.slice(offset, batch_size)
         try:
             out = stage(batch)
         except Exception:  # noqa: BLE001 - retried per row to find the culprit
@@ -97,32 +94,90 @@ def apply_stage(stage: Stage, table: pa.Table) -> pa.Table:
     return out
 
 
-@lru_cache(maxsize=4)
-def _load_plan(path: str, version: tuple[int, int]) -> dict:
-    """The plan at `path`; `version` (mtime, size) keys the cache, so a rewritten plan is reread."""
-    return json.loads(Path(path).read_text("utf-8"))
+@dataclass
+class Op:
+    """A stage in one mode over the partitions of one stage directory (plain data + the stage,
+    so it pickles to any worker)."""
 
+    stage: Stage
+    mode: str
+    source: str  # folder of the partitions this op reads when no table is handed to it
+    out: str  # the stage's directory
+    frames: str | None = None  # the key-frame store, to join frames to rows read from disk
+    plan: str | None = None  # apply: the plan's JSON file
+    resources: Resources = Resources()  # what one worker asks of the cluster
+    faults: tuple[FaultSpec, ...] = ()
+    run_root: str = ""
 
-def run_partition(stage: Stage, task: PartitionTask) -> PartitionResult:
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    table = pq.read_table(task.source)
-    if task.mode == "apply":
-        st = Path(task.plan).stat()
-        out = stage.apply_plan(table, _load_plan(task.plan, (st.st_mtime_ns, st.st_size)))
-        if out.num_rows != table.num_rows:
-            raise ConservationError(f"stage {stage.name}: apply_plan changed the number of rows")
-    else:
-        out = apply_stage(stage, table)
-    dropped = pc.is_valid(out.column(DROP_REASON))
-    kept, rejected = out.filter(pc.invert(dropped)), out.filter(dropped)
-    if task.mode == "score":
-        fire(task.fault)
-        write_parquet(out, Path(task.kept))
-    else:
-        write_parquet(rejected, Path(task.rejected))
-        fire(task.fault)
-        write_parquet(kept, Path(task.kept))  # written last: its presence marks the partition done
-    return PartitionResult(
-        task.part, table.num_rows, kept.num_rows, rejected.num_rows,
-        time.perf_counter() - t0, time.process_time() - cpu0, peak_rss_mb(),
-    )  # fmt: skip
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown op mode {self.mode!r}")
+
+    @property
+    def label(self) -> str:
+        return self.stage.name if self.mode == "run" else f"{self.stage.name} ({self.mode})"
+
+    @property
+    def loads_models(self) -> bool:
+        return self.mode != "apply"
+
+    def done_marker(self, part: str) -> Path:
+        """The file whose presence says this op finished `part` (written last)."""
+        folder = "scored" if self.mode == "score" else "kept"
+        return Path(self.out) / folder / f"{part}.parquet"
+
+    def read_input(self, part: str) -> pa.Table:
+        table = pq.read_table(Path(self.source) / f"{part}.parquet")
+        return attach_frames(table, Path(self.frames) / f"{part}.parquet") if self.frames else table
+
+    @cached_property
+    def _plan(self) -> dict:
+        return json.loads(Path(self.plan).read_text("utf-8"))
+
+    def setup(self) -> None:
+        if self.loads_models:
+            self.stage.setup()
+
+    def teardown(self) -> None:
+        if self.loads_models:
+            self.stage.teardown()
+
+    def process(self, part: str, table: pa.Table | None, node: str | None = None):
+        """Run this op over partition `part`: (its kept rows for the next op, or None; the result).
+        `table`: the previous op's output in memory; None reads the input from disk."""
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        if self.done_marker(part).exists():  # finished by an earlier invocation
+            return None, PartitionResult(self.stage.name, self.mode, part, 0, 0, 0, 0.0, 0.0,
+                                         peak_rss_mb(), node, resumed=True)  # fmt: skip
+        if table is None:
+            table = self.read_input(part)
+        if self.mode == "apply":
+            out = self.stage.apply_plan(table, self._plan)
+            if out.column("clip_id").to_pylist() != table.column("clip_id").to_pylist():
+                raise ConservationError(f"stage {self.stage.name}: apply_plan changed or reordered the rows")
+        else:
+            out = apply_stage(self.stage, table, self.resources.batch_size)
+        fault = arm(list(self.faults), self.stage.name, Path(self.run_root), part)
+        # the frames are stored once, by the stage that makes them; later stages write rows without
+        stored = out if FRAMES in self.stage.output_columns else without_frames(out)
+        dropped = pc.is_valid(out.column(DROP_REASON))
+        kept = out.filter(pc.invert(dropped))
+        n_rejected = out.num_rows - kept.num_rows
+        passed_on = None
+        if self.mode == "score":
+            fire(fault)
+            write_parquet(stored, self.done_marker(part))
+        else:
+            out_dir = Path(self.out)
+            write_parquet(stored.filter(dropped), out_dir / "rejected" / f"{part}.parquet")
+            extra = self.stage.write_partition(kept, part)
+            if extra is not None:
+                write_json(extra, out_dir / "outputs" / f"{part}.json")  # StageDir.outputs
+            fire(fault)
+            write_parquet(stored.filter(pc.invert(dropped)), self.done_marker(part))
+            passed_on = kept
+        result = PartitionResult(
+            self.stage.name, self.mode, part, table.num_rows, kept.num_rows, n_rejected,
+            time.perf_counter() - t0, time.process_time() - cpu0, peak_rss_mb(), node,
+        )  # fmt: skip
+        return passed_on, result

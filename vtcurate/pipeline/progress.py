@@ -25,10 +25,13 @@ class Progress:
         elif done:
             log.info("%s: resuming, %d of %d partitions already done", stage, done, total)
 
-    def update(self, result: PartitionResult) -> None:
+    def update(self, results: list[PartitionResult]) -> None:
+        """One partition through the segment: its op results in order."""
         self.done += 1
-        self.rows += result.rows_in
-        self.kept += result.kept
+        ran = [r for r in results if not r.resumed]
+        if ran:
+            self.rows += ran[0].rows_in
+            self.kept += ran[-1].kept
         rate = self.rows / max(time.perf_counter() - self.t0, 1e-9)
         if self._bar is not None:
             self._bar.update(1)

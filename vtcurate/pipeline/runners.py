@@ -1,11 +1,14 @@
-"""Runners map a stage over partitions.  Stages never see which runner runs them.
+"""Runners map a segment of ops (consecutive stages between barriers) over partitions.  Stages
+never see which runner runs them; every runner calls the same `Op.process` per partition.
 
-- local: in-process, one partition after another (tests, debugging).
-- ray:   Ray Data; partitions are rows of a dataset mapped by an actor pool, so each worker loads
-         its models once in setup().  The pool is sized from the cluster's CPUs minus a reserve,
-         because an actor pool that holds every CPU starves Ray Data's own tasks and hangs.  A
-         partition whose worker raised or died is retried (`ray.max_task_retries`).
-- beam:  Apache Beam (vtcurate.pipeline.beam_runner).
+- local: in-process, each partition through the whole segment in turn (tests, debugging).
+- ray:   one Ray Data streaming pipeline per segment: a `map_batches` operator per op, each with
+         its own autoscaling actor pool and resources, so later stages work on partitions while
+         earlier ones still decode others, and Ray Data's backpressure bounds what is in flight.
+         A partition travels between operators as Arrow IPC bytes in the object store; the driver
+         only sees each partition's small results.  A partition whose worker raised or died is
+         retried (`ray.max_task_retries`).
+- beam:  Apache Beam, the segment as chained ParDos (vtcurate.pipeline.beam_runner).
 """
 
 from __future__ import annotations
@@ -16,15 +19,25 @@ import math
 import os
 import warnings
 from collections.abc import Iterator
-from dataclasses import replace
-from pathlib import Path
+
+import pyarrow as pa
 
 from vtcurate.config import PipelineConfig, RayConfig
 from vtcurate.errors import UserError
-from vtcurate.pipeline.partition import PartitionResult, PartitionTask, run_partition
-from vtcurate.stages.base import Stage
+from vtcurate.pipeline.partition import Op, PartitionResult
+from vtcurate.storage import table_from_bytes, table_to_bytes
 
 log = logging.getLogger(__name__)
+
+
+def run_chain(ops: list[Op], part: str, table: pa.Table | None = None, node: str | None = None,
+              results: list[PartitionResult] | None = None):  # fmt: skip
+    """Partition `part` through `ops` in turn, each handing its kept rows to the next."""
+    results = list(results or [])
+    for op in ops:
+        table, result = op.process(part, table, node)
+        results.append(result)
+    return table, results
 
 
 class LocalRunner:
@@ -36,46 +49,86 @@ class LocalRunner:
     def __exit__(self, *exc) -> None:
         pass
 
-    def plan(self, stage: Stage, n_tasks: int) -> dict:
-        res = stage.resources
-        return {"workers": 1, "cpus_per_worker": None, "gpus_per_worker": None, "batch_size": res.batch_size}
+    def pools(self, ops: list[Op], n_parts: int) -> list[dict]:
+        return [{"workers": 1, "cpus_per_worker": None, "gpus_per_worker": None,
+                 "batch_size": op.resources.batch_size} for op in ops]  # fmt: skip
 
-    def map(self, stage: Stage, tasks: list[PartitionTask]) -> Iterator[PartitionResult]:
-        stage.setup()
+    def run_segment(self, ops: list[Op], parts: list[str]) -> Iterator[list[PartitionResult]]:
+        started = []
         try:
-            for task in tasks:
-                yield run_partition(stage, task)
+            for op in ops:
+                op.setup()
+                started.append(op)
+            for part in parts:
+                yield run_chain(ops, part)[1]
         finally:
-            stage.teardown()
+            for op in started:
+                op.teardown()
 
     def describe(self) -> dict:
         return {"runner": "local"}
 
 
-class _PartitionWorker:
-    """Ray Data callable class: one per actor, the stage set up once."""
+class _OpActor:
+    """Ray Data callable class: one per actor, its op's stage set up once.  Ray Data deletes the
+    instance when the pool shuts down gracefully, and __del__ tears the stage down."""
 
-    def __init__(self, stage: Stage) -> None:
-        self.stage = stage
-        stage.setup()
-
-    def __call__(self, batch: dict) -> dict:
-        import numpy as np
+    def __init__(self, op: Op, last: bool) -> None:
         import ray
 
-        node = ray.get_runtime_context().get_node_id()
-        results = []
-        for spec in batch["task"]:
-            result = run_partition(self.stage, PartitionTask(**json.loads(spec)))
-            results.append(json.dumps(replace(result, node=node).as_dict()))
-        return {"result": np.asarray(results, dtype=object)}
+        self.op, self.last = op, last
+        self.node = ray.get_runtime_context().get_node_id()
+        op.setup()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        parts, payloads, results = [], [], []
+        columns = (batch.column(c).to_pylist() for c in ("part", "payload", "results"))
+        for part, payload, earlier in zip(*columns):
+            table = table_from_bytes(payload) if payload else None
+            table, result = self.op.process(part, table, self.node)
+            parts.append(part)
+            payloads.append(table_to_bytes(table) if table is not None and not self.last else b"")
+            results.append(json.dumps([*json.loads(earlier), result.as_dict()]))
+        return pa.table({"part": parts, "payload": pa.array(payloads, pa.binary()), "results": results})
+
+    def __del__(self) -> None:
+        try:
+            self.op.teardown()
+        except Exception:
+            log.exception("%s: teardown failed", self.op.label)
 
 
-def pool_size(total_cpus: float, reserve: float, per_worker: float, cap: int | None) -> int:
-    """Actors that fit beside the reserved CPUs (at least one)."""
-    per_worker = per_worker or 1.0
-    size = max(1, math.floor(max(total_cpus - reserve, per_worker) / per_worker))
-    return min(size, cap) if cap else size
+def pool_sizes(ops: list[Op], cluster: dict[str, float], reserve: float, n_parts: int) -> list[dict]:
+    """Each op's actor pool: up to as many actors as the cluster could hold of it alone (by CPUs,
+    GPUs and custom resources, capped by `workers` and the partitions), with every actor's CPU
+    request scaled down so that all pools at their largest fit beside `reserve` CPUs.  Pools that
+    together ask for more CPUs than the cluster has wait for each other and Ray Data hangs."""
+    total = cluster.get("CPU", 1.0)
+    sizes = []
+    for op in ops:
+        res = op.resources
+        cpus = res.num_cpus or 1.0
+        size = max(1, math.floor(total / cpus))
+        needs = {"GPU": res.num_gpus} if res.num_gpus else {}
+        needs.update(res.resources)
+        for name, amount in needs.items():
+            have = cluster.get(name, 0.0)
+            if have < amount:
+                raise UserError(
+                    f"{op.stage.name} needs {amount:g} {name} per worker; the cluster has {have:g}"
+                )
+            size = min(size, math.floor(have / amount))
+        if res.workers:
+            size = min(size, res.workers)
+        sizes.append((cpus, max(1, min(size, n_parts))))
+    budget = max(total - reserve, 0.1 * total)
+    scale = min(1.0, budget / sum(cpus * size for cpus, size in sizes))
+    return [
+        {"workers": size, "cpus_per_worker": cpus, "cpu_request": round(cpus * scale, 4),
+         "gpus_per_worker": op.resources.num_gpus, "resources": op.resources.resources,
+         "batch_size": op.resources.batch_size}
+        for op, (cpus, size) in zip(ops, sizes)
+    ]  # fmt: skip
 
 
 class RayRunner:
@@ -100,7 +153,7 @@ class RayRunner:
                 ray.init(num_cpus=self.config.num_cpus, include_dashboard=False, **kwargs)
             self._started = True
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # the executor shows one progress bar per stage
+        ctx.enable_progress_bars = False  # the executor shows one progress bar per segment
         ctx.print_on_execution_start = False
         # a partition task that raised is retried like one whose actor died, up to max_task_retries
         # (a row that raises never gets here: it is rejected as stage_error inside the task)
@@ -123,54 +176,43 @@ class RayRunner:
             "nodes": len(ray.nodes()),
         }
 
-    def plan(self, stage: Stage, n_tasks: int) -> dict:
-        """The actor pool for a stage: sized from the cluster's CPUs, leaving the reserve free."""
+    def pools(self, ops: list[Op], n_parts: int) -> list[dict]:
         import ray
 
-        res = stage.resources
-        total = ray.cluster_resources().get("CPU", 1.0)
-        size = pool_size(total, self.config.reserve_cpus, res.num_cpus, res.workers)
-        if res.num_gpus:  # an actor pool larger than the GPUs allow would wait forever
-            gpus = ray.cluster_resources().get("GPU", 0.0)
-            if gpus < res.num_gpus:
-                raise UserError(
-                    f"{stage.name} needs {res.num_gpus:g} GPU per worker; the cluster has {gpus:g}"
-                )
-            size = min(size, math.floor(gpus / res.num_gpus))
-        return {
-            "workers": max(1, min(size, n_tasks)),
-            "cpus_per_worker": res.num_cpus,
-            "gpus_per_worker": res.num_gpus,
-            "batch_size": res.batch_size,
-        }
+        return pool_sizes(ops, ray.cluster_resources(), self.config.reserve_cpus, n_parts)
 
-    def map(self, stage: Stage, tasks: list[PartitionTask]) -> Iterator[PartitionResult]:
+    def run_segment(self, ops: list[Op], parts: list[str]) -> Iterator[list[PartitionResult]]:
         import ray
 
-        if not tasks:
+        if not parts:
             return
-        res = stage.resources
-        size = self.plan(stage, len(tasks))["workers"]
-        log.info("%s: %d partitions on %d actor(s) x %.2g CPU", stage.name, len(tasks), size, res.num_cpus)
-        specs = [{"task": json.dumps(t.__dict__)} for t in tasks]
+        pools = self.pools(ops, len(parts))
+        log.info("streaming %d partitions through %s", len(parts), ", ".join(
+            f"{op.label} ({p['workers']} x {p['cpus_per_worker']:g} CPU"
+            + (f", {p['gpus_per_worker']:g} GPU" if p["gpus_per_worker"] else "") + ")"
+            for op, p in zip(ops, pools)))  # fmt: skip
+        items = [{"part": p, "payload": b"", "results": "[]"} for p in parts]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
-            ds = ray.data.from_items(specs, override_num_blocks=len(specs)).map_batches(
-                _PartitionWorker,
-                fn_constructor_kwargs={"stage": stage},
-                batch_size=1,
-                batch_format="numpy",
-                compute=ray.data.ActorPoolStrategy(size=size),
-                num_cpus=res.num_cpus,
-                num_gpus=res.num_gpus or None,
-                # an actor option: Ray 2.60 has no named parameter for it and warns
-                max_task_retries=self.config.max_task_retries,
-            )
+            for i, (op, pool) in enumerate(zip(ops, pools)):
+                ds = ds.map_batches(
+                    _OpActor,
+                    fn_constructor_kwargs={"op": op, "last": i == len(ops) - 1},
+                    batch_size=1,
+                    batch_format="pyarrow",
+                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool["workers"]),
+                    num_cpus=pool["cpu_request"],
+                    num_gpus=pool["gpus_per_worker"] or None,
+                    resources=pool["resources"] or None,
+                    # an actor option: Ray 2.60 has no named parameter for it and warns
+                    max_task_retries=self.config.max_task_retries,
+                )
         for row in ds.iter_rows():
-            yield PartitionResult(**json.loads(row["result"]))
+            yield [PartitionResult(**r) for r in json.loads(row["results"])]
 
 
-def make_runner(name: str, config: PipelineConfig, address: str | None, run_root: Path):
+def make_runner(name: str, config: PipelineConfig, address: str | None, run_root):
     if name == "local":
         return LocalRunner()
     if name == "ray":

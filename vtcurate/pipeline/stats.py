@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from vtcurate.config import FLOW
-from vtcurate.pipeline.rundir import RunDir, StageDir, read_columns
+from vtcurate.pipeline.rundir import RunDir, StageDir
 from vtcurate.stages.base import DROP_REASON
+from vtcurate.storage import read_columns
 
 
 def _summary(values: list) -> dict | None:

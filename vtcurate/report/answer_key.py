@@ -9,8 +9,9 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from vtcurate.pipeline.rundir import RunDir, read_rows
+from vtcurate.pipeline.rundir import RunDir
 from vtcurate.stages.base import DROP_REASON
+from vtcurate.storage import read_rows
 
 # statuses that mean a stage decided wrongly
 WRONG = frozenset({"missed", "wrong_reason", "wrongly_dropped", "dropped_elsewhere"})

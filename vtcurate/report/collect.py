@@ -15,10 +15,11 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from vtcurate.config import FLOW
-from vtcurate.pipeline.rundir import RunDir, read_columns, read_rows
+from vtcurate.pipeline.rundir import RunDir
 from vtcurate.pipeline.stats import load_stats
 from vtcurate.report.answer_key import evaluate_answer_key
 from vtcurate.stages.base import DROP_DETAIL, DROP_REASON
+from vtcurate.storage import attach_frames, read_columns, read_rows
 
 SCHEMA_VERSION = 1
 TIMING_KEYS = (
@@ -82,9 +83,9 @@ def _example(row: dict) -> dict:
     }
 
 
-def _examples(paths: list[Path], reasons: set[str], per_reason: int) -> dict[str, list[dict]]:
+def _examples(paths: list[Path], reasons: set[str], per_reason: int, frames: Path) -> dict[str, list[dict]]:
     """Up to per_reason example rows per reason.  Reads only the reason column of each partition
-    until every reason has its examples, then just the chosen rows (frames included)."""
+    until every reason has its examples, then just the chosen rows (their frames from `frames`)."""
     picked: dict[str, list[dict]] = defaultdict(list)
     for path in paths:
         need = {r: per_reason - len(picked[r]) for r in reasons if len(picked[r]) < per_reason}
@@ -98,7 +99,7 @@ def _examples(paths: list[Path], reasons: set[str], per_reason: int) -> dict[str
                 idx.append(i)
                 need[reason] -= 1
         if idx:
-            for row in pq.read_table(path).take(idx).to_pylist():
+            for row in attach_frames(pq.read_table(path).take(idx), frames / path.name).to_pylist():
                 picked[row[DROP_REASON]].append(_example(row))
     return picked
 
@@ -107,7 +108,7 @@ def _rejections(rd: RunDir, stats: list[dict], per_reason: int) -> dict:
     out = {}
     for s in stats:
         reasons = s["rejected_by_reason"]
-        examples = _examples(rd.stage(s["stage"]).rejected_parts(), set(reasons), per_reason)
+        examples = _examples(rd.stage(s["stage"]).rejected_parts(), set(reasons), per_reason, rd.frame_store)
         out[s["stage"]] = [
             {"reason": reason, "count": count, "examples": examples.get(reason, [])}
             for reason, count in reasons.items()
@@ -227,7 +228,8 @@ def _samples(rd: RunDir, stats: list[dict], limit: int) -> list[dict]:
     with_frames = [s["stage"] for s in stats if s["stage"] in ("keyframes", "shard")]
     if not with_frames or limit == 0:
         return []
-    rows = read_rows(rd.stage(with_frames[-1]).kept_parts(), limit=limit)  # the latest: every column
+    # the latest: every column, and the frames from the frame store
+    rows = read_rows(rd.stage(with_frames[-1]).kept_parts(), limit=limit, frames=rd.frame_store)
     out = []
     for row in rows:
         rewritten = row.get("rewrite_status") == "rewritten"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vtcurate.pipeline.atomic import write_json, write_text
 from vtcurate.report import plots
 from vtcurate.report.answer_key import WRONG
 from vtcurate.report.collect import collect
+from vtcurate.storage import write_json, write_text
 
 
 def _fmt(value) -> str:

@@ -23,8 +23,8 @@ from vtcurate.models.gencache import GenerationCache
 from vtcurate.models.generation import Chat, Generator, digest, image_part
 from vtcurate.models.langid import LanguageIdentifier
 from vtcurate.models.validated import Request, generate_validated
-from vtcurate.pipeline.rundir import read_columns
 from vtcurate.stages.base import Resources, Stage, set_column, with_decisions
+from vtcurate.storage import read_columns
 from vtcurate.text.prompts import load_prompts, prompt_sha, render
 from vtcurate.text.validate import OutputRules, clean_output, detect_language, output_problem
 
@@ -51,6 +51,11 @@ class AuxCaptionStage(Stage):
         gpus = 1.0 if gpu else 0.0
         return Resources(num_cpus=1.0 if cfg.backend in ("retrieval", "transformers") else 0.5,
                          num_gpus=gpus, batch_size=16)  # fmt: skip
+
+    @property
+    def reads_whole_input(self) -> bool:
+        """The retrieval backend's default phrase bank is every caption of this stage's input."""
+        return self.config.backend == "retrieval" and not self.config.phrase_bank
 
     @cached_property
     def _prompts(self):

@@ -9,12 +9,19 @@ Stages know nothing of Ray or Beam: runners read `resources` and map stages over
 A decision that needs the whole run (a top-fraction threshold, duplicate groups across
 partitions) is made in three steps: `__call__` scores every partition, `plan(scored_parts)` reads
 just the columns it needs from all of them in the driver and returns a small JSON-able plan, and
-`apply_plan(table, plan)` decides each partition from it.  Stages that work so set `global_plan`.
+`apply_plan(table, plan)` decides each partition from it.  Stages that work so set `global_plan`;
+the plan is the only point where the runners wait for every partition (a barrier).
+
+Hooks the executor calls, so it treats no stage by name:
+- `reads_manifest`: the stage starts the flow and reads the run's input (ingest);
+- `reads_whole_input`: setup() reads a column of every input partition (a barrier before it);
+- `write_partition(kept, part)`: on the worker, after a partition is decided (shard writes tars);
+- `finalize(outputs)`: in the driver once every partition is done (shard merges index.json).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +39,7 @@ class Resources:
     num_gpus: float = 0.0
     batch_size: int = 64
     workers: int | None = None  # None: as many as the cluster allows
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per worker
 
 
 class Stage:
@@ -41,14 +49,24 @@ class Stage:
     # Numeric columns summarised in stats.json.
     score_columns: ClassVar[tuple[str, ...]] = ()
     # True: decisions come from plan()/apply_plan() after every partition was scored.
-    global_plan: ClassVar[bool] = False
+    global_plan: bool = False
+    # True: the stage reads the run's input manifest (the first stage of the flow).
+    reads_manifest: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config
-        # Set by the executor: a directory this stage may keep state in across runs (caches), and
-        # the partitions it reads (a stage may read a whole column of them in setup()).
+        # Set by the executor before the stage is shipped to workers: a directory this stage may
+        # keep state in across runs (caches), the partitions it reads (a stage may read a whole
+        # column of them in setup()), the run directory, and every stage's provenance.
         self.work_dir: Path | None = None
         self.inputs: list[Path] = []
+        self.run_root: Path | None = None
+        self.run_provenance: dict[str, Any] = {}
+
+    @property
+    def reads_whole_input(self) -> bool:
+        """True if setup() reads every input partition, so they must all be finished first."""
+        return False
 
     @property
     def resources(self) -> Resources:
@@ -77,6 +95,16 @@ class Stage:
 
     def summary(self) -> dict:
         """Stage-specific facts for stats.json (e.g. whether its model weights are random)."""
+        return {}
+
+    def write_partition(self, kept: pa.Table, part: str) -> dict | None:
+        """On the worker, once partition `part` is decided: write what the stage emits beyond its
+        rows (tars); the JSON-able answer is stored with the partition and given to finalize()."""
+        return None
+
+    def finalize(self, outputs: list[dict]) -> dict:
+        """In the driver, once every partition is done: merge what write_partition() returned
+        (in partition order); the answer goes into stats.json."""
         return {}
 
 

@@ -4,9 +4,10 @@ Score: the cosine similarity of each key-frame's embedding with the caption's (`
 reduced to `clip_score` by mean, max or min.  The model is chosen by the caption's language ('*'
 is the fallback), so an English CLIP can score English and a multilingual one Chinese.
 
-Decision (a run-wide plan, see stages/base.py): per language, either an absolute cosine threshold,
-or a top fraction of that language's scores over the whole run (its cut-off is the k-th best score,
-k = ceil(fraction * n); ties at the cut-off are kept).  With randomly initialised weights the
+Decision: per language, either an absolute cosine threshold (decided in the same call as the
+score), or a top fraction of that language's scores over the whole run (a run-wide plan, see
+stages/base.py: its cut-off is the k-th best score, k = ceil(fraction * n); ties at the cut-off
+are kept).  With randomly initialised weights the
 scores are noise: unless `enforce_with_random_weights`, nothing is dropped, `clip_pass` records
 what the threshold would have decided, and stats.json says `decisions_enforced: false`.
 """
@@ -24,7 +25,6 @@ import pyarrow as pa
 from vtcurate.config import ClipFilterConfig, ClipModelSpec
 from vtcurate.models.clip import load_clip, weights_info
 from vtcurate.models.devices import wants_gpu
-from vtcurate.pipeline.rundir import read_columns
 from vtcurate.stages.base import (
     DROP_REASON,
     Resources,
@@ -34,6 +34,7 @@ from vtcurate.stages.base import (
     set_column,
     with_decisions,
 )
+from vtcurate.storage import read_columns
 
 _REDUCE = {"mean": np.mean, "max": np.max, "min": np.min}
 
@@ -49,7 +50,6 @@ class ClipFilterStage(Stage):
     name = "clip_filter"
     output_columns = ("clip_frame_scores", "clip_score", "clip_model", "clip_pass")
     score_columns = ("clip_score",)
-    global_plan = True
 
     config: ClipFilterConfig
 
@@ -57,6 +57,11 @@ class ClipFilterStage(Stage):
     def resources(self) -> Resources:
         gpus = 1.0 if any(wants_gpu(spec.device) for spec in self.config.models.values()) else 0.0
         return Resources(num_cpus=1.0, num_gpus=gpus, batch_size=self.config.batch_size)
+
+    @property
+    def global_plan(self) -> bool:
+        """Only a top-fraction threshold needs every partition's scores; absolute ones do not."""
+        return any(t.mode == "top_fraction" for t in self.config.thresholds.values())
 
     def spec_for(self, lang: str | None) -> ClipModelSpec | None:
         models = self.config.models
@@ -124,7 +129,10 @@ class ClipFilterStage(Stage):
         batch = set_column(batch, "clip_score", clip_scores, pa.float64())
         batch = set_column(batch, "clip_model", models, pa.string())
         batch = set_column(batch, "clip_pass", [None] * n, pa.bool_())
-        return with_decisions(batch, reasons, details)
+        batch = with_decisions(batch, reasons, details)
+        if self.global_plan:
+            return batch
+        return self.apply_plan(batch, {"thresholds": self._thresholds(dict.fromkeys(langs, []))})
 
     def plan(self, scored: list[Path]) -> dict:
         cols = read_columns(scored, ["lang", "clip_score", DROP_REASON])
@@ -132,8 +140,12 @@ class ClipFilterStage(Stage):
         for lang, score, reason in zip(cols["lang"], cols["clip_score"], cols[DROP_REASON]):
             if reason is None and score is not None:
                 by_lang[lang or "und"].append(score)
+        return {"thresholds": self._thresholds(by_lang), **self.summary()}
+
+    def _thresholds(self, by_lang: dict[str, list[float]]) -> dict[str, dict | None]:
+        """Each language's cut-off: its absolute value, or the top fraction of its `scores`."""
         weights = self._weights
-        thresholds = {}
+        thresholds: dict[str, dict | None] = {}
         for lang, scores in sorted(by_lang.items()):
             spec = self.config.thresholds.get(lang) or self.config.thresholds.get("*")
             if spec is None:
@@ -144,7 +156,7 @@ class ClipFilterStage(Stage):
                 "mode": spec.mode, "value": spec.value, "cutoff": cutoff, "n": len(scores),
                 "enforced": self._enforced(lang, weights),
             }  # fmt: skip
-        return {"thresholds": thresholds, **self.summary()}
+        return thresholds
 
     def apply_plan(self, table: pa.Table, plan: dict) -> pa.Table:
         langs = [lang or "und" for lang in column(table, "lang")]

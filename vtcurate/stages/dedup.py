@@ -27,7 +27,6 @@ from pathlib import Path
 import pyarrow as pa
 
 from vtcurate.config import DedupConfig
-from vtcurate.pipeline.rundir import read_columns
 from vtcurate.stages.base import (
     DROP_REASON,
     Resources,
@@ -37,6 +36,7 @@ from vtcurate.stages.base import (
     set_column,
     with_decisions,
 )
+from vtcurate.storage import read_columns
 from vtcurate.video.fingerprint import bands, frame_fingerprint, hamming, thumb_diff
 
 log = logging.getLogger(__name__)

@@ -28,6 +28,7 @@ class IngestStage(Stage):
     name = "ingest"
     output_columns = (*PROBE_FIELDS, "span_start", "span_end")
     score_columns = ("duration", "fps", "width", "height")
+    reads_manifest = True
 
     config: IngestConfig
 

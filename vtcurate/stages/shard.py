@@ -1,26 +1,29 @@
 """shard: WebDataset tars, one sample per clip, split train/val by a hash of the clip id.
 
-Per partition the stage only assigns each row its sample key and split (and rejects rows without
-usable frames); `write_shards` then streams the kept rows, in partition order, into
-`shards/<split>/<split>-<lang>-NNNNNN.tar` with webdataset.ShardWriter and writes index.json.
+Per partition the stage assigns each row its sample key and split (and rejects rows without
+usable frames), then the worker writes that partition's kept rows to its own tars
+(`write_partition`); the driver only merges the partitions' shard lists into index.json
+(`finalize`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import shutil
+import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable
-from pathlib import Path
 
 import pyarrow as pa
 
 from vtcurate.checksums import file_sha256
 from vtcurate.config import ShardConfig
-from vtcurate.pipeline.atomic import write_json
 from vtcurate.stages.base import DROP_DETAIL, DROP_REASON, Resources, Stage, set_column, with_decisions
+from vtcurate.storage import write_json
 
+SHARDS = "shards"  # the shards' folder in the run directory
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 # columns never copied into a sample's .json: the frames are the .jpg members; dedup's binary
 # fingerprints stay in the run directory; whether a rewrite came from the cache is the run's
@@ -78,58 +81,69 @@ class ShardStage(Stage):
         )
         return with_decisions(batch, reasons, details)
 
-    def write_shards(self, tables: Iterable[pa.Table], out_dir: Path, provenance: dict) -> dict:
-        """Write every kept row to tars under out_dir; return the index (also in index.json)."""
+    def write_partition(self, kept: pa.Table, part: str) -> dict:
+        """Write partition `part`'s kept rows to its own tars, on the worker that decided them:
+        shards/<split>/<split>-<lang>-<partition>-NNNNNN.tar (webdataset.ShardWriter rolls over at
+        max_samples / max_bytes).  Names and bytes depend only on the partition's rows, so any
+        runner and any number of workers write the same tars; each tar is written under a
+        temporary name and renamed, so a killed writer leaves nothing that looks finished."""
         import webdataset as wds
 
-        out_dir.mkdir(parents=True, exist_ok=True)  # also when no row reaches this stage
-        writers: dict[tuple[str, str], wds.ShardWriter] = {}
-        samples: Counter[str] = Counter()
-        langs: dict[str, Counter[str]] = defaultdict(Counter)
-        try:
-            for table in tables:
-                for row in table.to_pylist():
-                    lang = _safe_lang(row.get("lang"))
-                    key = (row["split"], lang)
-                    if key not in writers:
-                        (out_dir / row["split"]).mkdir(parents=True, exist_ok=True)
-                        pattern = str(out_dir / row["split"] / f"{row['split']}-{lang}-%06d.tar")
-                        writers[key] = wds.ShardWriter(
-                            pattern,
-                            maxcount=self.config.max_samples,
-                            maxsize=self.config.max_bytes,
-                            verbose=0,
-                            mtime=0,  # reproducible tar bytes
-                        )
-                    writer = writers[key]
-                    writer.write(_sample(row, provenance))
+        out_dir = self.run_root / SHARDS
+        groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        for row in kept.to_pylist():
+            groups[(row["split"], _safe_lang(row.get("lang")))].append(row)
+        entries = []
+        for (split, lang), rows in sorted(groups.items()):
+            tmp = out_dir / split / f".tmp-{part}-{lang}-{uuid.uuid4().hex[:8]}"
+            tmp.mkdir(parents=True)
+            writer = wds.ShardWriter(str(tmp / "%06d.tar"), maxcount=self.config.max_samples,
+                                     maxsize=self.config.max_bytes, verbose=0, mtime=0)  # fmt: skip
+            samples: Counter[str] = Counter()
+            langs: dict[str, Counter[str]] = defaultdict(Counter)
+            try:
+                for row in rows:
+                    writer.write(_sample(row, self.run_provenance))
                     samples[writer.fname] += 1
                     langs[writer.fname][row.get("lang") or "und"] += 1
-        finally:
-            for writer in writers.values():
+            finally:
                 writer.close()
-        shards = []
-        for fname in sorted(samples):
-            path = Path(fname)
-            shards.append(
-                {
+            for seq, fname in enumerate(sorted(samples)):
+                path = out_dir / split / f"{split}-{lang}-{part.rsplit('-', 1)[-1]}-{seq:06d}.tar"
+                os.replace(fname, path)
+                entries.append({
                     "path": str(path.relative_to(out_dir)),
-                    "split": path.parent.name,
+                    "split": split,
                     "samples": samples[fname],
                     "bytes": path.stat().st_size,
                     "sha256": file_sha256(path),
                     "languages": dict(sorted(langs[fname].items())),
-                }
-            )
+                })  # fmt: skip
+            shutil.rmtree(tmp)
+        return {"shards": entries}
+
+    def finalize(self, outputs: list[dict]) -> dict:
+        """Merge the partitions' shard lists into shards/index.json (written last: its presence
+        marks the shards complete), and remove tars and temporary folders no partition lists
+        (left by a writer killed mid-tar)."""
+        out_dir = self.run_root / SHARDS
+        out_dir.mkdir(parents=True, exist_ok=True)  # also when no row reaches this stage
+        shards = sorted((s for o in outputs for s in o["shards"]), key=lambda s: s["path"])
+        listed = {s["path"] for s in shards}
+        for stale in out_dir.glob("*/.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        for tar in out_dir.glob("*/*.tar"):
+            if str(tar.relative_to(out_dir)) not in listed:
+                tar.unlink()
         index = {
             "format": "webdataset",
             "sample_layout": "<key>.f0.jpg ... <key>.fN.jpg, <key>.txt, <key>.json",
-            "samples": sum(samples.values()),
+            "samples": sum(s["samples"] for s in shards),
             "splits": _split_counts(shards),
             "shards": shards,
         }
         write_json(index, out_dir / "index.json")
-        return index
+        return {"shards": {"shards": len(shards), "samples": index["samples"], "splits": index["splits"]}}
 
 
 def _sample(row: dict, provenance: dict) -> dict:

@@ -10,7 +10,7 @@ import torch
 
 from vtcurate.errors import UserError
 from vtcurate.models.video_clip import VideoCLIP
-from vtcurate.pipeline.atomic import write_json
+from vtcurate.storage import write_json
 from vtcurate.train.data import Collate, folder_eval_batches, shard_eval_batches
 from vtcurate.train.metrics import format_table, retrieval_report
 

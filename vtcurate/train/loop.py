@@ -28,7 +28,7 @@ from vtcurate.config import TrainConfig, VideoModelConfig
 from vtcurate.errors import UserError
 from vtcurate.models.clip import save_checkpoint
 from vtcurate.models.video_clip import VideoCLIP
-from vtcurate.pipeline.atomic import save_torch, write_json
+from vtcurate.storage import save_torch, write_json
 from vtcurate.train.data import Collate, train_loader
 
 log = logging.getLogger(__name__)
