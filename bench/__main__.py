@@ -7,7 +7,7 @@ import logging
 import os
 import time
 
-from bench import keyframes, memory, models, pipeline, shards
+from bench import keyframes, memory, models, pipeline, scale, shards
 from bench.common import RESULTS_MD, write_results
 
 SUITE = {
@@ -19,6 +19,7 @@ SUITE = {
     "pipeline": pipeline.demo,
     "ray": pipeline.ray_scaling,
     "memory": memory.driver_memory,
+    "scale": scale.run,  # one run each: ignores reps
 }
 
 

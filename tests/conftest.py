@@ -65,11 +65,11 @@ def demo_config(demo_llm):
 
 @pytest.fixture(scope="session")
 def local_run(demo_corpus, demo_config, tmp_path_factory) -> Path:
-    """The demo corpus through every implemented stage with the local runner."""
-    from vtcurate.pipeline.executor import run_pipeline
+    """The demo corpus through every implemented stage with the local runner, and its report."""
+    from vtcurate.workflow import run
 
     run_dir = tmp_path_factory.mktemp("runs") / "local"
-    run_pipeline(demo_config, str(demo_corpus / "manifest.jsonl"), run_dir, runner="local")
+    run(demo_config, str(demo_corpus / "manifest.jsonl"), run_dir, runner="local")
     return run_dir
 
 
@@ -77,13 +77,23 @@ CPU_STAGES = "stages=[ingest, langid, keyframes, shard]"
 
 
 @pytest.fixture(scope="session")
-def cpu_run(demo_corpus, demo_llm, tmp_path_factory) -> Path:
-    """The demo corpus through the model-free stages with the local runner: the reference that
-    runs with crashes, faults and lost nodes must reproduce (shards do not depend on partitioning)."""
+def cpu_run(demo_corpus, demo_llm, tmp_path_factory):
+    """cpu_run(partition_rows): the demo corpus through the model-free stages with the local
+    runner, the reference that runs with crashes, faults and lost nodes must reproduce byte for
+    byte.  Tars are written per partition, so their bytes depend on partition_rows (a config key),
+    never on the runner or its workers."""
     from vtcurate.config import load_config
     from vtcurate.pipeline.executor import run_pipeline
 
-    run_dir = tmp_path_factory.mktemp("runs") / "cpu"
-    config = load_config(CONFIGS / "demo.yaml", [CPU_STAGES, "report.enabled=false", *demo_llm])
-    run_pipeline(config, str(demo_corpus / "manifest.jsonl"), run_dir, runner="local")
-    return run_dir
+    runs: dict[int, Path] = {}
+
+    def reference(partition_rows: int) -> Path:
+        if partition_rows not in runs:
+            run_dir = tmp_path_factory.mktemp("runs") / f"cpu-{partition_rows}"
+            overrides = [CPU_STAGES, "report.enabled=false", f"partition_rows={partition_rows}", *demo_llm]
+            run_pipeline(load_config(CONFIGS / "demo.yaml", overrides), str(demo_corpus / "manifest.jsonl"),
+                         run_dir, runner="local")  # fmt: skip
+            runs[partition_rows] = run_dir
+        return runs[partition_rows]
+
+    return reference

@@ -63,6 +63,11 @@ class RayConfig(Strict):
         description="per stage: what one worker asks of the cluster (cpus, gpus, custom resources) "
         "and how many workers it may have, over what the stage declares",
     )
+    fuse_stages: bool = Field(
+        True,
+        description="consecutive stages that need the same kind of worker (GPUs, custom resources) "
+        "share one actor pool; false: an actor pool per stage",
+    )
     materialize_every_stage: bool = Field(
         False,
         description="debugging: finish every stage before the next starts (a barrier after each), "

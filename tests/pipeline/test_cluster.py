@@ -1,5 +1,6 @@
 """A real Ray cluster on loopback: a head and a worker node; the pipeline runs on both, the worker
-node is killed in the middle of a stage, and the run still completes with every clip once."""
+node is killed in the middle of a stage, and the run still completes with every clip once.  And a
+heterogeneous one: a stage that needs a resource only one node has runs there alone."""
 
 from __future__ import annotations
 
@@ -46,9 +47,39 @@ def test_worker_node_killed_mid_stage(demo_corpus, cpu_run, tmp_path):
         assert proc.wait(timeout=300) == 0
     finally:
         cluster.shutdown()
-    assert_complete_and_unique(run_dir, cpu_run)
+    assert_complete_and_unique(run_dir, cpu_run(2))
     stats = {s: json.loads(RunDir(run_dir).stage(s).stats.read_text()) for s in ("ingest", "keyframes")}
     assert len(stats["ingest"]["worker_nodes"]) == 2  # work landed on both nodes
     assert len(stats["keyframes"]["worker_nodes"]) == 2  # including the stage the worker node died in
     info = json.loads(RunDir(run_dir).run_json.read_text())
     assert info["runner"]["address"] == address and info["runner"]["nodes"] == 2
+
+
+@pytest.mark.slow
+def test_a_stage_needing_a_custom_resource_runs_only_where_it_is(demo_corpus, cpu_run, tmp_path):
+    """keyframes asks for a `decoder` resource that only the worker node advertises: every
+    key-frame partition lands there, and the run completes with the reference's shards."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 2, "object_store_memory": OBJECT_STORE, "include_dashboard": False},
+    )
+    try:
+        worker = cluster.add_node(num_cpus=2, object_store_memory=OBJECT_STORE, resources={"decoder": 1})
+        cluster.wait_for_nodes()
+        run_dir = tmp_path / "run"
+        overrides = ["partition_rows=8", "report.enabled=false", CPU_STAGES,
+                     "ray.stage_resources={keyframes: {resources: {decoder: 0.5}}}"]  # fmt: skip
+        cmd = [*vtcurate_cmd(run_dir, demo_corpus / "manifest.jsonl", *overrides, runner="ray"),
+               "--ray-address", cluster.address]  # fmt: skip
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+    finally:
+        cluster.shutdown()
+    stats = {s: json.loads(RunDir(run_dir).stage(s).stats.read_text()) for s in ("ingest", "keyframes")}
+    assert stats["keyframes"]["worker_nodes"] == [worker.node_id]
+    assert stats["keyframes"]["workers"]["resources"] == {"decoder": 0.5}
+    assert json.loads(RunDir(run_dir).run_json.read_text())["runner"]["nodes"] == 2
+    assert_complete_and_unique(run_dir, cpu_run(8))

@@ -25,38 +25,35 @@ def _run(cmd: list[str]) -> int:
     return subprocess.run(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
 
 
-def _partial_state(rd: RunDir, stage: str, partition: int | None) -> None:
+def _partial_state(rd: RunDir, stage: str, partition: int) -> None:
     assert not (rd.stage(stage).path / "_SUCCESS").exists()
-    if partition is None:  # killed while the driver wrote the tars
-        assert list((rd.root / "shards.tmp").glob("*/*.tar")) and not rd.shards.exists()
-        return
-    kept, rejected = rd.stage(stage).outputs(f"part-{partition:05d}")
+    kept, rejected = rd.stage(stage).part_files(f"part-{partition:05d}")
     assert rejected.exists() and not kept.exists()  # half-written partition: not done
+    if stage == "shard":  # killed after the partition's tars were written: not yet in any index
+        assert list(rd.shards.glob(f"*/*-{partition:05d}-*.tar")) and not (rd.shards / "index.json").exists()
 
 
 @pytest.mark.parametrize(
     "stage, partition",
-    [("keyframes", 1), ("rewrite", 1), ("shard", None)],
+    [("keyframes", 1), ("rewrite", 1), ("shard", 1)],
     ids=["keyframes", "rewrite", "shard-tars"],
 )
 def test_driver_killed_mid_stage_resumes_to_identical_shards(
     stage, partition, local_run, demo_corpus, demo_llm, tmp_path
 ):
     """The local runner runs partitions in the driver, so a `die` fault SIGKILLs the driver itself
-    at a chosen point: after a partition's rejected rows are written and before its kept rows
-    (or, for shard-tars, with half of the tars written)."""
-    where = "" if partition is None else f", partition: {partition}"
+    at a chosen point: after a partition's rejected rows are written (for shard: and its tars) and
+    before its kept rows."""
     run_dir = tmp_path / "run"
     cmd = vtcurate_cmd(
         run_dir, demo_corpus / "manifest.jsonl", "partition_rows=8", "report.enabled=false", *demo_llm,
-        f"faults=[{{stage: {stage}{where}, action: die}}]",
+        f"faults=[{{stage: {stage}, partition: {partition}, action: die}}]",
     )  # fmt: skip
     assert _run(cmd) == -signal.SIGKILL
     _partial_state(RunDir(run_dir), stage, partition)
     assert _run(cmd) == 0  # the same command: the fault fired once, the run resumes
     stats = {s["stage"]: s for s in load_stats(run_dir)}
-    if partition is not None:
-        assert stats[stage]["resumed_partitions"] == partition  # the finished ones were not redone
+    assert stats[stage]["resumed_partitions"] == partition  # the finished ones were not redone
     assert_complete_and_unique(run_dir, local_run)
 
 
@@ -83,4 +80,4 @@ def test_ray_driver_killed_from_outside_resumes(demo_corpus, cpu_run, tmp_path):
     n_parts = len(list(RunDir(run_dir).stage("langid").kept_parts()))
     assert not RunDir(run_dir).stage("keyframes").done and len(list(kept.glob("part-*"))) < n_parts
     assert _run(cmd) == 0
-    assert_complete_and_unique(run_dir, cpu_run)
+    assert_complete_and_unique(run_dir, cpu_run(4))

@@ -74,6 +74,23 @@ def test_shards_and_index(local_run):
         assert sum(shard["languages"].values()) == shard["samples"]
 
 
+def test_key_frames_are_stored_once(local_run):
+    """Only the keyframes stage writes the key-frame bytes; every later stage's partitions leave
+    them out, and the run directory holds about twice the shards' bytes (the frame store and the
+    tars), not a copy per stage."""
+    rd = RunDir(local_run)
+    for name in STAGES:
+        sdir = rd.stage(name)
+        parts = [*sdir.kept_parts(), *sdir.rejected_parts(), *sorted(sdir.scored.glob("*.parquet"))]
+        assert parts, name
+        for path in parts:
+            assert ("frames" in pq.read_schema(path).names) == (name == "keyframes"), path
+    storage = json.loads(rd.run_json.read_text())["storage"]
+    assert storage["kept_clips"] == load_stats(local_run)[-1]["kept"]
+    assert storage["shard_bytes"] == sum(s["bytes"] for s in json.loads((rd.shards / "index.json").read_text())["shards"])
+    assert 1.5 < storage["run_to_shard_bytes"] < 3.0, storage  # a copy per stage would be ~8
+
+
 def test_run_json_records_config_versions_and_models(local_run):
     info = json.loads(RunDir(local_run).run_json.read_text())
     assert info["config"]["keyframes"]["num_frames"] == 8

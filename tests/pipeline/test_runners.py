@@ -9,7 +9,8 @@ import pytest
 from helpers import shard_digests
 from vtcurate.config import FLOW
 from vtcurate.pipeline.rundir import RunDir
-from vtcurate.pipeline.runners import pool_size
+from vtcurate.pipeline.partition import Op
+from vtcurate.pipeline.runners import fuse, group_resources, pool_sizes
 from vtcurate.stages.base import Resources, Stage, with_decisions
 
 
@@ -21,19 +22,48 @@ def _kept_ids(run_dir, stage):
     )
 
 
+def _op(name: str, tmp_path, **res) -> Op:
+    stage = CountingStage(None)
+    stage.name = name
+    return Op(stage, "run", str(tmp_path / "in"), str(tmp_path / name), resources=Resources(**res))
+
+
 @pytest.mark.parametrize(
-    "total, reserve, per_worker, cap, expected",
+    "cpus, reserve, stages, expected",
     [
-        (2, 1.0, 1.0, None, 1),  # a 2-CPU laptop: one actor, one CPU left for Ray Data tasks
-        (2, 1.0, 0.5, None, 2),
-        (1, 1.0, 1.0, None, 1),  # never zero actors
-        (16, 1.0, 1.0, None, 15),
-        (16, 1.0, 1.0, 4, 4),
-        (16, 2.0, 4.0, None, 3),
+        # a 2-CPU laptop, one stage: two actors, each asking for half a CPU, one CPU left over
+        (2, 1.0, [{"num_cpus": 1.0}], [(2, 0.5)]),
+        # three stages streaming at once: every pool can grow to the machine, their requests shrink
+        (2, 0.25, [{"num_cpus": 1.0}] * 3, [(2, 0.2916)] * 3),
+        (16, 1.0, [{"num_cpus": 1.0}], [(16, 0.9375)]),
+        (16, 1.0, [{"num_cpus": 1.0, "workers": 4}], [(4, 1.0)]),  # capped: fits, not scaled
+        (16, 0.0, [{"num_cpus": 4.0}, {"num_cpus": 1.0, "num_gpus": 1.0}], [(4, 3.5555), (2, 0.8888)]),
     ],
 )
-def test_pool_leaves_room_for_ray_data_tasks(total, reserve, per_worker, cap, expected):
-    assert pool_size(total, reserve, per_worker, cap) == expected
+def test_pools_fit_the_cluster_together(cpus, reserve, stages, expected, tmp_path):
+    """Whatever the autoscaler does, all pools at their largest never ask for more CPUs than the
+    cluster has beside the reserve (a pool holding every CPU hangs Ray Data on 2 CPUs)."""
+    cluster = {"CPU": cpus, "GPU": 2}
+    groups = [[_op(f"s{i}", tmp_path, **res)] for i, res in enumerate(stages)]
+    pools = pool_sizes(groups, cluster, reserve, n_parts=100)
+    assert [(p["workers"], p["cpu_request"]) for p in pools] == expected
+    assert sum(p["workers"] * p["cpu_request"] for p in pools) <= max(cpus - reserve, 0.1 * cpus) + 1e-6
+
+
+def test_pools_never_exceed_the_partitions_or_a_missing_resource(tmp_path):
+    from vtcurate.errors import UserError
+
+    pools = pool_sizes([[_op("a", tmp_path)]], {"CPU": 16}, 1.0, n_parts=3)
+    assert pools[0]["workers"] == 3
+    with pytest.raises(UserError, match="needs 1 decoder per worker; the cluster has 0"):
+        pool_sizes([[_op("a", tmp_path, resources={"decoder": 1})]], {"CPU": 16}, 1.0, n_parts=3)
+
+
+def test_fusion_groups_consecutive_stages_of_one_kind(tmp_path):
+    ops = [_op("a", tmp_path), _op("b", tmp_path, num_cpus=0.5), _op("g", tmp_path, num_gpus=1.0),
+           _op("c", tmp_path), _op("d", tmp_path, resources={"decoder": 1}), _op("e", tmp_path)]  # fmt: skip
+    assert [[op.stage.name for op in g] for g in fuse(ops)] == [["a", "b"], ["g"], ["c"], ["d"], ["e"]]
+    assert group_resources(fuse(ops)[0]).num_cpus == 1.0
 
 
 def _assert_same_run(run_dir, local_run, runner):
@@ -85,20 +115,16 @@ class CountingStage(Stage):
 def test_beam_dofn_sets_the_stage_up_once_per_worker(tmp_path):
     from vtcurate.config import BeamConfig
     from vtcurate.pipeline.beam_runner import BeamRunner
-    from vtcurate.pipeline.partition import PartitionTask
 
-    tasks = []
     for i in range(6):
         src = tmp_path / "in" / f"part-{i:05d}.parquet"
         src.parent.mkdir(exist_ok=True)
         pq.write_table(pa.table({"clip_id": [f"c{i}-{j}" for j in range(3)]}), src)
-        out = tmp_path / "out"
-        tasks.append(
-            PartitionTask(src.stem, str(src), str(out / "kept" / src.name), str(out / "rej" / src.name))
-        )
+    op = _op("ingest", tmp_path, batch_size=2)
     SETUPS.clear()
     with BeamRunner(BeamConfig(), tmp_path / "_beam") as runner:
-        results = sorted(runner.map(CountingStage(None), tasks), key=lambda r: r.part)
+        results = sorted((r for rs in runner.run_segment([op], [f"part-{i:05d}" for i in range(6)]) for r in rs),
+                         key=lambda r: r.part)  # fmt: skip
     assert [(r.part, r.rows_in, r.kept) for r in results] == [(f"part-{i:05d}", 3, 3) for i in range(6)]
     assert SETUPS == [1]  # one DoFn instance in-process: set up once for six partitions
 

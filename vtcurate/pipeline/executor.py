@@ -199,8 +199,11 @@ def _segments(runs: list[_StageRun], every_stage: bool) -> list[list[Op]]:
 def _ops(r: _StageRun, config: PipelineConfig, rd: RunDir, frames: Path | None) -> list[Op]:
     common = {"resources": _resources(r.stage, config), "faults": tuple(config.faults),
               "run_root": str(rd.root), "frames": str(frames) if frames else None}  # fmt: skip
-    if not r.stage.global_plan:
-        return [Op(r.stage, "run", str(r.source), str(r.sdir.path), **common)]
+    static = r.stage.static_plan() if r.stage.global_plan else None
+    if not r.stage.global_plan or static is not None:
+        if static is not None:
+            write_json(static, r.sdir.plan)  # for the auditor: what decided the partitions
+        return [Op(r.stage, "run", str(r.source), str(r.sdir.path), static_plan=static, **common)]
     apply_res = Resources(num_cpus=0.5, batch_size=r.stage.resources.batch_size)  # no model: small workers
     return [
         Op(r.stage, "score", str(r.source), str(r.sdir.path), **common),
@@ -217,14 +220,11 @@ def _frame_store(rd: RunDir, config: PipelineConfig, name: str) -> Path | None:
     return rd.frame_store if maker in config.stages and FLOW.index(maker) < FLOW.index(name) else None
 
 
-def _partitions(rd: RunDir, runs: list[_StageRun], config: PipelineConfig, manifest: str) -> list[str]:
+def _partitions(rd: RunDir, first: _StageRun, config: PipelineConfig, manifest: str) -> list[str]:
     """The partition names: every stage has the same ones (a partition keeps its name through the
     flow), from the staged manifest or the first stage's finished upstream."""
-    first = runs[0]
     if first.stage.reads_manifest:
         stage_manifest(rd, manifest, config.partition_rows)
-    elif not rd.stage(first.upstream).done:
-        raise UserError(f"stage {first.name} needs {first.upstream}, which has not finished in {rd.root}")
     return sorted(p.stem for p in first.source.glob("part-*.parquet"))
 
 
@@ -237,7 +237,8 @@ def _stage_timing(r: _StageRun, parts: list[str], run) -> dict:
         "busy_seconds": sum(x.seconds for x in done),  # summed over its workers
         "rows_processed": rows,  # this invocation; fewer than rows_in after a resume
         "rows_per_s": rows / r.seconds if r.seconds else None,
-        "workers": r.pools[0] if len(r.pools) == 1 else {op.mode: p for op, p in zip(r.ops, r.pools)},
+        "workers": r.pools[0],
+        "decide_workers": r.pools[1] if len(r.pools) > 1 else None,  # a run-wide plan's apply step
         "worker_cpu_s": sum(x.cpu_s for x in done),
         "worker_peak_rss_mb": max((x.peak_rss_mb for x in done), default=None),
         "driver_cpu_s": r.driver_cpu_s,
@@ -299,6 +300,26 @@ def _plan(r: _StageRun, parts: list[str]) -> None:
     r.driver_cpu_s += time.process_time() - cpu0
 
 
+def storage_summary(rd: RunDir) -> dict:
+    """Bytes the run directory holds (everything: partitions, frame store, caches, shards) per
+    clip in the shards, against the shards' own bytes per clip."""
+    index_path = rd.shards / "index.json"
+    index = json.loads(index_path.read_text("utf-8")) if index_path.exists() else {"samples": 0, "shards": []}
+    total = sum(p.stat().st_size for p in rd.root.rglob("*") if p.is_file())
+    shard_bytes = sum(s["bytes"] for s in index["shards"])
+    frames = sum(p.stat().st_size for p in rd.frame_store.glob("*.parquet"))
+    kept = index["samples"]
+    return {
+        "run_bytes": total,
+        "frame_store_bytes": frames,
+        "shard_bytes": shard_bytes,
+        "kept_clips": kept,
+        "bytes_per_kept_clip": total / kept if kept else None,
+        "shard_bytes_per_kept_clip": shard_bytes / kept if kept else None,
+        "run_to_shard_bytes": total / shard_bytes if shard_bytes else None,
+    }
+
+
 def run_pipeline(
     config: PipelineConfig,
     manifest: str,
@@ -340,7 +361,11 @@ def run_pipeline(
             runs.append(_StageRun(name, build_stage(name, config), sdir, upstream, source))
         if not runs:
             return [results[n] for n in selected]
-        parts = _partitions(rd, runs, config, manifest)
+        running = {r.name for r in runs}
+        for r in runs:
+            if r.upstream != "manifest" and r.upstream not in running and not rd.stage(r.upstream).done:
+                raise UserError(f"stage {r.name} needs {r.upstream}, which has not finished in {rd.root}")
+        parts = _partitions(rd, runs[0], config, manifest)
         provenance = {**info["stages"], **{r.name: r.stage.provenance() for r in runs}}
         for r in runs:
             _claim_stage_dir(r.sdir, r.upstream)
@@ -358,5 +383,6 @@ def run_pipeline(
                 if r.name in ended:
                     results[r.name] = _finish_stage(r, parts, run, info, rd)
         invocation["finished"] = info["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        info["storage"] = storage_summary(rd)
         write_json(info, rd.run_json)
     return [results[n] for n in selected]

@@ -1,7 +1,8 @@
 """One step of one stage over one partition: the unit of work every runner schedules.
 
-An `Op` is a stage in one of three modes: `run` (score and decide), `score` (a global_plan stage
-before its run-wide plan) or `apply` (decide a scored partition by the plan; no model).  Runners
+An `Op` is a stage in one of three modes: `run` (score and decide; a global_plan stage whose plan
+needs no scores applies its static plan at once), `score` (a global_plan stage before its run-wide
+plan) or `apply` (decide a scored partition by the plan; no model).  Runners
 chain a segment's ops per partition: each op takes the previous op's output table in memory, or,
 when it starts the chain (a resumed run, or after a barrier), reads its input from disk and joins
 the key-frames back from the frame store.  It calls the stage in batches of its declared size,
@@ -76,7 +77,8 @@ def _call_rows(stage: Stage, batch: pa.Table) -> pa.Table:
     return pa.concat_tables(outs, promote_options="permissive")
 
 
-def apply_stage(stage: Stage, table: pa.Table, batch_size: int) -> pa.Table:
+def apply_stage(stage: Stage, table: pa.Table, batch_size: int | None = None) -> pa.Table:
+    batch_size = batch_size or stage.resources.batch_size
     outs = []
     # an empty partition still goes through the stage once, so its outputs have the stage's schema
     for offset in range(0, max(table.num_rows, 1), max(1, batch_size)):
@@ -105,6 +107,7 @@ class Op:
     out: str  # the stage's directory
     frames: str | None = None  # the key-frame store, to join frames to rows read from disk
     plan: str | None = None  # apply: the plan's JSON file
+    static_plan: dict | None = None  # run: a global_plan stage's plan that needs no scores
     resources: Resources = Resources()  # what one worker asks of the cluster
     faults: tuple[FaultSpec, ...] = ()
     run_root: str = ""
@@ -157,6 +160,8 @@ class Op:
                 raise ConservationError(f"stage {self.stage.name}: apply_plan changed or reordered the rows")
         else:
             out = apply_stage(self.stage, table, self.resources.batch_size)
+            if self.static_plan is not None:
+                out = self.stage.apply_plan(out, self.static_plan)
         fault = arm(list(self.faults), self.stage.name, Path(self.run_root), part)
         # the frames are stored once, by the stage that makes them; later stages write rows without
         stored = out if FRAMES in self.stage.output_columns else without_frames(out)

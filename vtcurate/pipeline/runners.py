@@ -25,6 +25,7 @@ import pyarrow as pa
 from vtcurate.config import PipelineConfig, RayConfig
 from vtcurate.errors import UserError
 from vtcurate.pipeline.partition import Op, PartitionResult
+from vtcurate.stages.base import Resources
 from vtcurate.storage import table_from_bytes, table_to_bytes
 
 log = logging.getLogger(__name__)
@@ -70,43 +71,71 @@ class LocalRunner:
 
 
 class _OpActor:
-    """Ray Data callable class: one per actor, its op's stage set up once.  Ray Data deletes the
-    instance when the pool shuts down gracefully, and __del__ tears the stage down."""
+    """Ray Data callable class: one per actor, its ops' stages set up once.  Ray Data deletes the
+    instance when the pool shuts down gracefully, and __del__ tears the stages down."""
 
-    def __init__(self, op: Op, last: bool) -> None:
+    def __init__(self, ops: list[Op], last: bool) -> None:
         import ray
 
-        self.op, self.last = op, last
+        self.ops, self.last = ops, last
         self.node = ray.get_runtime_context().get_node_id()
-        op.setup()
+        for op in ops:
+            op.setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         parts, payloads, results = [], [], []
         columns = (batch.column(c).to_pylist() for c in ("part", "payload", "results"))
         for part, payload, earlier in zip(*columns):
+            earlier = [PartitionResult(**r) for r in json.loads(earlier)]
             table = table_from_bytes(payload) if payload else None
-            table, result = self.op.process(part, table, self.node)
+            table, done = run_chain(self.ops, part, table, self.node, earlier)
             parts.append(part)
             payloads.append(table_to_bytes(table) if table is not None and not self.last else b"")
-            results.append(json.dumps([*json.loads(earlier), result.as_dict()]))
+            results.append(json.dumps([r.as_dict() for r in done]))
         return pa.table({"part": parts, "payload": pa.array(payloads, pa.binary()), "results": results})
 
     def __del__(self) -> None:
-        try:
-            self.op.teardown()
-        except Exception:
-            log.exception("%s: teardown failed", self.op.label)
+        for op in self.ops:
+            try:
+                op.teardown()
+            except Exception:
+                log.exception("%s: teardown failed", op.label)
 
 
-def pool_sizes(ops: list[Op], cluster: dict[str, float], reserve: float, n_parts: int) -> list[dict]:
-    """Each op's actor pool: up to as many actors as the cluster could hold of it alone (by CPUs,
-    GPUs and custom resources, capped by `workers` and the partitions), with every actor's CPU
-    request scaled down so that all pools at their largest fit beside `reserve` CPUs.  Pools that
-    together ask for more CPUs than the cluster has wait for each other and Ray Data hangs."""
+def fuse(ops: list[Op]) -> list[list[Op]]:
+    """Consecutive ops that need the same kind of worker (GPUs and custom resources) share one
+    actor pool, as Ray Data fuses tasks: a partition then goes through them in one actor, with no
+    hand-over and one actor start-up instead of several."""
+    groups: list[list[Op]] = []
+    for op in ops:
+        shape = (op.resources.num_gpus, sorted(op.resources.resources.items()))
+        last = groups[-1][-1].resources if groups else None
+        if last is not None and (last.num_gpus, sorted(last.resources.items())) == shape:
+            groups[-1].append(op)
+        else:
+            groups.append([op])
+    return groups
+
+
+def group_resources(group: list[Op]) -> Resources:
+    """What one worker of a fused group needs: the most CPUs any of its ops asks for, and the
+    fewest workers any of them allows."""
+    caps = [op.resources.workers for op in group if op.resources.workers]
+    first = group[0].resources
+    return Resources(num_cpus=max(op.resources.num_cpus for op in group), num_gpus=first.num_gpus,
+                     batch_size=first.batch_size, workers=min(caps) if caps else None,
+                     resources=first.resources)  # fmt: skip
+
+
+def pool_sizes(groups: list[list[Op]], cluster: dict[str, float], reserve: float, n_parts: int) -> list[dict]:
+    """Each group's actor pool: up to as many actors as the cluster could hold of it alone (by
+    CPUs, GPUs and custom resources, capped by `workers` and the partitions), with every actor's
+    CPU request scaled down so that all pools at their largest fit beside `reserve` CPUs.  Pools
+    that together ask for more CPUs than the cluster has wait for each other and Ray Data hangs."""
     total = cluster.get("CPU", 1.0)
     sizes = []
-    for op in ops:
-        res = op.resources
+    for group in groups:
+        res = group_resources(group)
         cpus = res.num_cpus or 1.0
         size = max(1, math.floor(total / cpus))
         needs = {"GPU": res.num_gpus} if res.num_gpus else {}
@@ -114,9 +143,8 @@ def pool_sizes(ops: list[Op], cluster: dict[str, float], reserve: float, n_parts
         for name, amount in needs.items():
             have = cluster.get(name, 0.0)
             if have < amount:
-                raise UserError(
-                    f"{op.stage.name} needs {amount:g} {name} per worker; the cluster has {have:g}"
-                )
+                names = ", ".join(op.stage.name for op in group)
+                raise UserError(f"{names} needs {amount:g} {name} per worker; the cluster has {have:g}")
             size = min(size, math.floor(have / amount))
         if res.workers:
             size = min(size, res.workers)
@@ -124,10 +152,10 @@ def pool_sizes(ops: list[Op], cluster: dict[str, float], reserve: float, n_parts
     budget = max(total - reserve, 0.1 * total)
     scale = min(1.0, budget / sum(cpus * size for cpus, size in sizes))
     return [
-        {"workers": size, "cpus_per_worker": cpus, "cpu_request": round(cpus * scale, 4),
-         "gpus_per_worker": op.resources.num_gpus, "resources": op.resources.resources,
-         "batch_size": op.resources.batch_size}
-        for op, (cpus, size) in zip(ops, sizes)
+        {"workers": size, "cpus_per_worker": cpus, "cpu_request": math.floor(cpus * scale * 1e4) / 1e4,
+         "gpus_per_worker": group[0].resources.num_gpus, "resources": group[0].resources.resources,
+         "stages": [op.label for op in group]}
+        for group, (cpus, size) in zip(groups, sizes)
     ]  # fmt: skip
 
 
@@ -176,29 +204,36 @@ class RayRunner:
             "nodes": len(ray.nodes()),
         }
 
+    def _groups(self, ops: list[Op]) -> list[list[Op]]:
+        return fuse(ops) if self.config.fuse_stages else [[op] for op in ops]
+
     def pools(self, ops: list[Op], n_parts: int) -> list[dict]:
+        """The pool each op runs in (fused ops share one)."""
         import ray
 
-        return pool_sizes(ops, ray.cluster_resources(), self.config.reserve_cpus, n_parts)
+        groups = self._groups(ops)
+        pools = pool_sizes(groups, ray.cluster_resources(), self.config.reserve_cpus, n_parts)
+        return [pool for group, pool in zip(groups, pools) for _ in group]
 
     def run_segment(self, ops: list[Op], parts: list[str]) -> Iterator[list[PartitionResult]]:
         import ray
 
         if not parts:
             return
-        pools = self.pools(ops, len(parts))
-        log.info("streaming %d partitions through %s", len(parts), ", ".join(
-            f"{op.label} ({p['workers']} x {p['cpus_per_worker']:g} CPU"
+        groups = self._groups(ops)
+        pools = pool_sizes(groups, ray.cluster_resources(), self.config.reserve_cpus, len(parts))
+        log.info("streaming %d partitions through %s", len(parts), " | ".join(
+            f"{' + '.join(p['stages'])} ({p['workers']} x {p['cpus_per_worker']:g} CPU"
             + (f", {p['gpus_per_worker']:g} GPU" if p["gpus_per_worker"] else "") + ")"
-            for op, p in zip(ops, pools)))  # fmt: skip
+            for p in pools))  # fmt: skip
         items = [{"part": p, "payload": b"", "results": "[]"} for p in parts]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
-            for i, (op, pool) in enumerate(zip(ops, pools)):
+            for i, (group, pool) in enumerate(zip(groups, pools)):
                 ds = ds.map_batches(
                     _OpActor,
-                    fn_constructor_kwargs={"op": op, "last": i == len(ops) - 1},
+                    fn_constructor_kwargs={"ops": group, "last": i == len(groups) - 1},
                     batch_size=1,
                     batch_format="pyarrow",
                     compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool["workers"]),

@@ -49,7 +49,7 @@ class Stage:
     # Numeric columns summarised in stats.json.
     score_columns: ClassVar[tuple[str, ...]] = ()
     # True: decisions come from plan()/apply_plan() after every partition was scored.
-    global_plan: bool = False
+    global_plan: ClassVar[bool] = False
     # True: the stage reads the run's input manifest (the first stage of the flow).
     reads_manifest: ClassVar[bool] = False
 
@@ -88,6 +88,11 @@ class Stage:
     def plan(self, scored: list[Path]) -> dict:
         """global_plan stages: the decision plan, from the scored partitions of the whole run."""
         raise NotImplementedError
+
+    def static_plan(self) -> dict | None:
+        """global_plan stages: a plan that needs no scores (decisions from the config alone), so
+        each partition is decided as soon as it is scored, with no barrier; None: it needs them."""
+        return None
 
     def apply_plan(self, table: pa.Table, plan: dict) -> pa.Table:
         """global_plan stages: decide a scored partition; rows dropped while scoring stay dropped."""

@@ -23,7 +23,6 @@ import numpy as np
 import pyarrow as pa
 
 from vtcurate.config import ClipFilterConfig, ClipModelSpec
-from vtcurate.models.clip import load_clip, weights_info
 from vtcurate.models.devices import wants_gpu
 from vtcurate.stages.base import (
     DROP_REASON,
@@ -58,22 +57,29 @@ class ClipFilterStage(Stage):
         gpus = 1.0 if any(wants_gpu(spec.device) for spec in self.config.models.values()) else 0.0
         return Resources(num_cpus=1.0, num_gpus=gpus, batch_size=self.config.batch_size)
 
-    @property
-    def global_plan(self) -> bool:
-        """Only a top-fraction threshold needs every partition's scores; absolute ones do not."""
-        return any(t.mode == "top_fraction" for t in self.config.thresholds.values())
+    global_plan = True
+
+    def static_plan(self) -> dict | None:
+        """Absolute thresholds need no other partition's scores: decided as each one is scored."""
+        if any(t.mode == "top_fraction" for t in self.config.thresholds.values()):
+            return None
+        return {"thresholds": self._thresholds(dict.fromkeys(self.config.thresholds, [])), **self.summary()}
 
     def spec_for(self, lang: str | None) -> ClipModelSpec | None:
         models = self.config.models
         return models.get(lang or "") or models.get("*")
 
     def setup(self) -> None:
+        from vtcurate.models.clip import load_clip  # torch: not for workers that only apply a plan
+
         for spec in self.config.models.values():
             load_clip(spec)
 
     @cached_property
     def _weights(self) -> dict[str, dict]:
         """weights_info per language, read once (it opens each checkpoint for its note)."""
+        from vtcurate.models.clip import weights_info
+
         return {lang: weights_info(spec) for lang, spec in self.config.models.items()}
 
     def _enforced(self, lang: str | None, weights: dict[str, dict]) -> bool:
@@ -112,6 +118,8 @@ class ClipFilterStage(Stage):
                 reasons[i], details[i] = "missing_frames", "no key-frames to score"
             else:
                 groups[spec.model_dump_json()].append(i)
+        from vtcurate.models.clip import load_clip
+
         for rows in groups.values():
             model = load_clip(self.spec_for(langs[rows[0]]))
             flat = [jpg for i in rows for jpg in frames[i]]
@@ -129,10 +137,7 @@ class ClipFilterStage(Stage):
         batch = set_column(batch, "clip_score", clip_scores, pa.float64())
         batch = set_column(batch, "clip_model", models, pa.string())
         batch = set_column(batch, "clip_pass", [None] * n, pa.bool_())
-        batch = with_decisions(batch, reasons, details)
-        if self.global_plan:
-            return batch
-        return self.apply_plan(batch, {"thresholds": self._thresholds(dict.fromkeys(langs, []))})
+        return with_decisions(batch, reasons, details)
 
     def plan(self, scored: list[Path]) -> dict:
         cols = read_columns(scored, ["lang", "clip_score", DROP_REASON])
@@ -162,11 +167,17 @@ class ClipFilterStage(Stage):
         langs = [lang or "und" for lang in column(table, "lang")]
         scores = table.column("clip_score").to_pylist()
         passes, reasons, details = [], [], []
+        thresholds = plan["thresholds"]
         for lang, score in zip(langs, scores):
-            t = plan["thresholds"].get(lang)
+            if lang in thresholds:
+                t = thresholds[lang]
+                enforced = t is not None and t["enforced"]
+            else:  # a static plan's '*' fallback, enforced by the language's own model weights
+                t = thresholds.get("*")
+                enforced = t is not None and self._enforced(lang, self._weights)
             ok = None if score is None or t is None else bool(score >= t["cutoff"])
             passes.append(ok)
-            if ok is False and t["enforced"]:
+            if ok is False and enforced:
                 what = f"top {t['value']:.0%} of {t['n']}" if t["mode"] == "top_fraction" else "absolute"
                 reasons.append("low_clip_score")
                 details.append(f"{score:.3f} < {t['cutoff']:.3f} ({lang}, {what})")
