@@ -87,7 +87,8 @@ def test_key_frames_are_stored_once(local_run):
             assert ("frames" in pq.read_schema(path).names) == (name == "keyframes"), path
     storage = json.loads(rd.run_json.read_text())["storage"]
     assert storage["kept_clips"] == load_stats(local_run)[-1]["kept"]
-    assert storage["shard_bytes"] == sum(s["bytes"] for s in json.loads((rd.shards / "index.json").read_text())["shards"])
+    index = json.loads((rd.shards / "index.json").read_text())
+    assert storage["shard_bytes"] == sum(s["bytes"] for s in index["shards"])
     assert 1.5 < storage["run_to_shard_bytes"] < 3.0, storage  # a copy per stage would be ~8
 
 

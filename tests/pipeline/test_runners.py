@@ -1,6 +1,8 @@
 """Runner parity: the same input gives the same kept clip ids and the same shard bytes on every runner."""
 
 import json
+import os
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -8,8 +10,8 @@ import pytest
 
 from helpers import shard_digests
 from vtcurate.config import FLOW
-from vtcurate.pipeline.rundir import RunDir
 from vtcurate.pipeline.partition import Op
+from vtcurate.pipeline.rundir import RunDir
 from vtcurate.pipeline.runners import fuse, group_resources, pool_sizes
 from vtcurate.stages.base import Resources, Stage, with_decisions
 
@@ -123,8 +125,8 @@ def test_beam_dofn_sets_the_stage_up_once_per_worker(tmp_path):
     op = _op("ingest", tmp_path, batch_size=2)
     SETUPS.clear()
     with BeamRunner(BeamConfig(), tmp_path / "_beam") as runner:
-        results = sorted((r for rs in runner.run_segment([op], [f"part-{i:05d}" for i in range(6)]) for r in rs),
-                         key=lambda r: r.part)  # fmt: skip
+        parts = [f"part-{i:05d}" for i in range(6)]
+        results = sorted((r for rs in runner.run_segment([op], parts) for r in rs), key=lambda r: r.part)
     assert [(r.part, r.rows_in, r.kept) for r in results] == [(f"part-{i:05d}", 3, 3) for i in range(6)]
     assert SETUPS == [1]  # one DoFn instance in-process: set up once for six partitions
 
@@ -138,3 +140,52 @@ def test_beam_options_pass_through():
         "--runner=FlinkRunner", "--flink_master=localhost:8081", "--save_main_session",
         "--experiments=a", "--experiments=b",
     ]  # fmt: skip
+
+
+class Marking(Stage):
+    """Writes a marker file per setup() and teardown() call, from whichever process runs it."""
+
+    name = "langid"
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(None)
+        self.folder = folder
+
+    def setup(self) -> None:
+        Path(self.folder, f"setup-{os.getpid()}").touch()
+
+    def teardown(self) -> None:
+        Path(self.folder, f"teardown-{os.getpid()}").touch()
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return with_decisions(batch, [None] * batch.num_rows, [None] * batch.num_rows)
+
+
+@pytest.mark.slow
+def test_ray_workers_set_up_and_tear_down_their_stages(tmp_path):
+    """Each Ray actor sets its stage up once and tears it down when the pool shuts down, as the
+    local and Beam runners do."""
+    from vtcurate.config import RayConfig
+    from vtcurate.pipeline.runners import RayRunner
+
+    parts = [f"part-{i:05d}" for i in range(4)]
+    for part in parts:
+        (tmp_path / "in").mkdir(exist_ok=True)
+        table = pa.table({"clip_id": [f"{part}-{j}" for j in range(3)]})
+        pq.write_table(table, tmp_path / "in" / f"{part}.parquet")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    op = Op(Marking(str(marks)), "run", str(tmp_path / "in"), str(tmp_path / "out"))
+    with RayRunner(RayConfig(num_cpus=2)) as runner:
+        results = [r for rs in runner.run_segment([op], parts) for r in rs]
+        import time
+
+        deadline = time.monotonic() + 30  # teardown runs as the actors exit, after the last result
+        while time.monotonic() < deadline and len(list(marks.glob("teardown-*"))) < len(
+            list(marks.glob("setup-*"))
+        ):
+            time.sleep(0.2)
+    assert sorted(r.part for r in results) == parts and all(r.kept == 3 for r in results)
+    setups = {p.name.split("-")[1] for p in marks.glob("setup-*")}
+    teardowns = {p.name.split("-")[1] for p in marks.glob("teardown-*")}
+    assert setups and setups == teardowns and str(os.getpid()) not in setups  # in the actors, once each

@@ -24,7 +24,7 @@ from pathlib import Path
 from vtcurate.config import FLOW, TRAIN, PipelineConfig
 from vtcurate.errors import UserError
 from vtcurate.pipeline import manifest as mf
-from vtcurate.pipeline.partition import Op, PartitionResult, peak_rss_mb
+from vtcurate.pipeline.partition import ConservationError, Op, PartitionResult, peak_rss_mb
 from vtcurate.pipeline.progress import Progress
 from vtcurate.pipeline.rundir import SUCCESS, RunDir, StageDir
 from vtcurate.pipeline.runners import make_runner
@@ -257,7 +257,7 @@ def _finish_stage(r: _StageRun, parts: list[str], run, info: dict, rd: RunDir) -
     outputs = [r.sdir.outputs / f"{p}.json" for p in parts]
     stats.update(r.stage.finalize([json.loads(o.read_text("utf-8")) for o in outputs if o.exists()]))
     if stats["kept"] + stats["rejected"] != stats["rows_in"]:
-        raise RuntimeError(f"{r.name}: kept + rejected != rows in ({stats})")
+        raise ConservationError(f"{r.name}: kept + rejected != rows in ({stats})")
     stats.update(_stage_timing(r, parts, run), upstream=r.upstream, **r.stage.summary())
     write_json(stats, r.sdir.stats)
     info["stages"][r.name] = r.stage.provenance()

@@ -2,9 +2,10 @@
 never see which runner runs them; every runner calls the same `Op.process` per partition.
 
 - local: in-process, each partition through the whole segment in turn (tests, debugging).
-- ray:   one Ray Data streaming pipeline per segment: a `map_batches` operator per op, each with
-         its own autoscaling actor pool and resources, so later stages work on partitions while
-         earlier ones still decode others, and Ray Data's backpressure bounds what is in flight.
+- ray:   one Ray Data streaming pipeline per segment: a `map_batches` operator per op (or group
+         of fused ops), each with its own actor pool (started full, may shrink when idle) and
+         resources, so later stages work on partitions while earlier ones still decode others,
+         and Ray Data's backpressure bounds what is in flight.
          A partition travels between operators as Arrow IPC bytes in the object store; the driver
          only sees each partition's small results.  A partition whose worker raised or died is
          retried (`ray.max_task_retries`).
@@ -236,7 +237,11 @@ class RayRunner:
                     fn_constructor_kwargs={"ops": group, "last": i == len(groups) - 1},
                     batch_size=1,
                     batch_format="pyarrow",
-                    compute=ray.data.ActorPoolStrategy(min_size=1, max_size=pool["workers"]),
+                    # every actor from the start (all partitions are queued at once); Ray Data may
+                    # retire idle ones, which frees a shared cluster's resources for others
+                    compute=ray.data.ActorPoolStrategy(
+                        min_size=1, max_size=pool["workers"], initial_size=pool["workers"]
+                    ),
                     num_cpus=pool["cpu_request"],
                     num_gpus=pool["gpus_per_worker"] or None,
                     resources=pool["resources"] or None,
