@@ -20,8 +20,10 @@ import pyarrow.parquet as pq
 FRAMES = "frames"  # the key-frame JPEGs column: written by the stage that makes it, and only there
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+def _tmp(path: Path) -> str:
+    # a plain string: pathlib interns every name it parses, and a unique temporary name per write
+    # would grow the interpreter's interned-string table with the number of files a run writes
+    return os.path.join(path.parent, f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:
@@ -34,7 +36,8 @@ def write_parquet(table: pa.Table, path: Path) -> None:
 def write_text(text: str, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(path)
-    tmp.write_text(text, "utf-8")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
     os.replace(tmp, path)
 
 
@@ -45,7 +48,7 @@ def write_json(data: Any, path: Path) -> None:
 def touch(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp(path)
-    tmp.write_bytes(b"")
+    open(tmp, "wb").close()
     os.replace(tmp, path)
 
 

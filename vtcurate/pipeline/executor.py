@@ -175,11 +175,29 @@ class _StageRun:
     upstream: str
     source: Path  # the folder of its input partitions
     ops: list[Op] = field(default_factory=list)
-    results: list[PartitionResult] = field(default_factory=list)
+    # what its partitions cost, summed as results arrive (the driver keeps no per-partition list)
+    rows: int = 0
+    resumed: int = 0
+    busy_s: float = 0.0
+    worker_cpu_s: float = 0.0
+    worker_peak_rss_mb: float | None = None
+    nodes: set[str] = field(default_factory=set)
     seconds: float = 0.0  # wall time of the segments it ran in
     driver_cpu_s: float = 0.0
     plan_seconds: float | None = None
     pools: list[dict] = field(default_factory=list)
+
+    def add(self, result: PartitionResult) -> None:
+        first = result.mode == self.ops[0].mode  # counted once per partition, by its first op
+        if result.resumed:
+            self.resumed += first
+            return
+        self.rows += result.rows_in if first else 0
+        self.busy_s += result.seconds
+        self.worker_cpu_s += result.cpu_s
+        self.worker_peak_rss_mb = max(self.worker_peak_rss_mb or 0.0, result.peak_rss_mb)
+        if result.node:
+            self.nodes.add(result.node)
 
 
 def _segments(runs: list[_StageRun], every_stage: bool) -> list[list[Op]]:
@@ -229,23 +247,20 @@ def _partitions(rd: RunDir, first: _StageRun, config: PipelineConfig, manifest: 
 
 
 def _stage_timing(r: _StageRun, parts: list[str], run) -> dict:
-    first = [x for x in r.results if x.mode == r.ops[0].mode]
-    done = [x for x in r.results if not x.resumed]
-    rows = sum(x.rows_in for x in first if not x.resumed)
     return {
         "seconds": r.seconds,  # wall time of the segments the stage streamed in
-        "busy_seconds": sum(x.seconds for x in done),  # summed over its workers
-        "rows_processed": rows,  # this invocation; fewer than rows_in after a resume
-        "rows_per_s": rows / r.seconds if r.seconds else None,
+        "busy_seconds": r.busy_s,  # summed over its workers
+        "rows_processed": r.rows,  # this invocation; fewer than rows_in after a resume
+        "rows_per_s": r.rows / r.seconds if r.seconds else None,
         "workers": r.pools[0],
         "decide_workers": r.pools[1] if len(r.pools) > 1 else None,  # a run-wide plan's apply step
-        "worker_cpu_s": sum(x.cpu_s for x in done),
-        "worker_peak_rss_mb": max((x.peak_rss_mb for x in done), default=None),
+        "worker_cpu_s": r.worker_cpu_s,
+        "worker_peak_rss_mb": r.worker_peak_rss_mb,
         "driver_cpu_s": r.driver_cpu_s,
         "driver_peak_rss_mb": peak_rss_mb(),
-        "worker_nodes": sorted({x.node for x in done if x.node}),
+        "worker_nodes": sorted(r.nodes),
         "partitions": len(parts),
-        "resumed_partitions": sum(x.resumed for x in first),
+        "resumed_partitions": r.resumed,
         "plan_seconds": r.plan_seconds,
         "runner": run.name,
     }
@@ -277,7 +292,7 @@ def _run_segment(run, ops: list[Op], parts: list[str], by_name: dict[str, _Stage
             first_done = first_done or time.perf_counter() - t0
             progress.update(results)
             for result in results:
-                by_name[result.stage].results.append(result)
+                by_name[result.stage].add(result)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     for op, pool in zip(ops, pools):
         r = by_name[op.stage.name]
