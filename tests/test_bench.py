@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
 from bench.common import Row, markdown, median_time, ratio_row
 
 
@@ -31,3 +36,16 @@ def test_median_time_runs_warmup_and_reps():
     calls = []
     median_time(lambda: calls.append(1), reps=3, warmup=2)
     assert len(calls) == 5
+
+
+def test_scale_manifest_cycles_the_real_videos_with_distinct_ids_and_both_languages(tmp_path):
+    from bench.scale import VIDEO_DIRS, build_manifest
+
+    if not all(d.is_dir() for d in VIDEO_DIRS):
+        pytest.skip("no real videos")
+    rows = [json.loads(line) for line in build_manifest(tmp_path, 30).read_text("utf-8").splitlines()]
+    videos = {p for d in VIDEO_DIRS for p in d.iterdir() if p.suffix in (".mp4", ".mkv", ".avi")}
+    assert len({r["id"] for r in rows}) == 30
+    assert {Path(r["video"]) for r in rows} == videos and all(Path(r["video"]).is_absolute() for r in rows)
+    han = [any("\u4e00" <= ch <= "\u9fff" for ch in r["caption"]) for r in rows]
+    assert 0 < sum(han) < len(rows)

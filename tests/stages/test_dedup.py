@@ -273,3 +273,20 @@ def test_real_excerpt_is_a_near_duplicate_of_its_source(tmp_path):
     assert plan["groups"] == 1
     for r in rows.values():
         assert len(r["frame_phashes"]) == 8  # real footage: no flat key-frames here
+
+
+def test_many_copies_of_one_clip_cost_linear_comparisons(tmp_path, monkeypatch):
+    """k copies share every LSH bucket; a pair already in one group is not compared again, so the
+    plan compares k - 1 pairs, not k(k - 1)/2 (10,000 rows over a dozen videos would otherwise
+    spend tens of minutes in the driver)."""
+    import vtcurate.stages.dedup as dedup
+
+    calls = []
+    real = dedup._matches
+    monkeypatch.setattr(dedup, "_matches", lambda *a: calls.append(1) or real(*a))
+    frames = [_jpeg(img) for img in _scene(3)]
+    copies = [[_row(f"copy{p}-{i}", frames, caption=f"copy {p} {i}") for i in range(20)] for p in range(3)]
+    plan, rows = _dedup(DedupStage(DedupConfig()), copies, tmp_path)
+    assert plan["groups"] == 1 and len(plan["duplicates"]) == 59
+    assert sum(r["drop_reason"] == "near_duplicate" for r in rows.values()) == 59
+    assert len(calls) == 59

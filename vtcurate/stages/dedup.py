@@ -151,26 +151,30 @@ class DedupStage(Stage):
                 for h in cols["frame_phashes"][i] or []:
                     for b, key in enumerate(bands(h, cfg.bands)):
                         buckets[(b, key)].add(i)
-            pairs: set[tuple[int, int]] = set()
             skipped = 0
-            for members in buckets.values():
+            compared: set[tuple[int, int]] = set()  # pairs that share several buckets: compared once
+            for key in sorted(buckets):
+                members = sorted(buckets[key])
                 if len(members) > cfg.max_bucket:
                     skipped += 1
                     continue
-                pairs.update(combinations(sorted(members), 2))
+                for a, b in combinations(members, 2):
+                    # already in one group (k copies of a clip: k - 1 comparisons, not k^2 / 2)
+                    if (a, b) in compared or uf.find(a) == uf.find(b):
+                        continue
+                    compared.add((a, b))
+                    fa = list(zip(cols["frame_phashes"][a], cols["frame_thumbs"][a]))
+                    fb = list(zip(cols["frame_phashes"][b], cols["frame_thumbs"][b]))
+                    # compared once; read by rows (a in b) and by columns (b in a)
+                    m = _matches(fa, fb, cfg.max_hamming, cfg.max_thumb_diff)
+                    matched = max(_in_order(m), _in_order([list(col) for col in zip(*m)]))
+                    if matched >= min(cfg.min_matched_frames, len(fa), len(fb)):
+                        uf.union(a, b)
+                        how[(a, b)] = f"near_duplicate:{matched}"
+                        joined_by.setdefault(a, how[(a, b)])
+                        joined_by.setdefault(b, how[(a, b)])
             if skipped:
                 log.warning("dedup: %d LSH buckets over max_bucket=%d skipped", skipped, cfg.max_bucket)
-            for a, b in sorted(pairs):
-                fa = list(zip(cols["frame_phashes"][a], cols["frame_thumbs"][a]))
-                fb = list(zip(cols["frame_phashes"][b], cols["frame_thumbs"][b]))
-                # compared once; read by rows (a in b) and by columns (b in a)
-                m = _matches(fa, fb, cfg.max_hamming, cfg.max_thumb_diff)
-                matched = max(_in_order(m), _in_order([list(col) for col in zip(*m)]))
-                if matched >= min(cfg.min_matched_frames, len(fa), len(fb)):
-                    uf.union(a, b)
-                    how[(a, b)] = f"near_duplicate:{matched}"
-                    joined_by.setdefault(a, how[(a, b)])
-                    joined_by.setdefault(b, how[(a, b)])
         if cfg.captions:
             first: dict[str, int] = {}
             for i in live:
