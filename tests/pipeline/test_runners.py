@@ -176,7 +176,12 @@ def test_ray_workers_set_up_and_tear_down_their_stages(tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
     op = Op(Marking(str(marks)), "run", str(tmp_path / "in"), str(tmp_path / "out"))
-    with RayRunner(RayConfig(num_cpus=2)) as runner:
+    import ray
+
+    here = Path(__file__).resolve()  # the actors unpickle Marking from this module: let them import it
+    path = os.pathsep.join(str(p) for p in (here.parent, here.parents[1], here.parents[2]))
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
+    with RayRunner(RayConfig()) as runner:
         results = [r for rs in runner.run_segment([op], parts) for r in rs]
         import time
 
@@ -185,6 +190,7 @@ def test_ray_workers_set_up_and_tear_down_their_stages(tmp_path):
             list(marks.glob("setup-*"))
         ):
             time.sleep(0.2)
+    ray.shutdown()
     assert sorted(r.part for r in results) == parts and all(r.kept == 3 for r in results)
     setups = {p.name.split("-")[1] for p in marks.glob("setup-*")}
     teardowns = {p.name.split("-")[1] for p in marks.glob("teardown-*")}

@@ -174,7 +174,7 @@ def test_ddp_on_two_cpu_processes(local_run, tmp_path):
 def test_train_stage_follows_the_flow(local_run, demo_config, demo_corpus, tmp_path):
     import shutil
 
-    from vtcurate.pipeline.executor import run_pipeline
+    from vtcurate.workflow import run
 
     run_dir = tmp_path / "run"
     shutil.copytree(local_run, run_dir)
@@ -184,7 +184,7 @@ def test_train_stage_follows_the_flow(local_run, demo_config, demo_corpus, tmp_p
     }
     config = demo_config.model_copy(update=overrides)
     config.train = load_config(CONFIGS / "train-demo.yaml", [*TINY, "train.steps=2"]).train
-    stats = run_pipeline(config, str(demo_corpus / "manifest.jsonl"), run_dir, runner="local")
+    stats = run(config, str(demo_corpus / "manifest.jsonl"), run_dir, runner="local")
     assert [s["stage"] for s in stats] == list(demo_config.stages)  # finished earlier: reused
     info = json.loads((run_dir / "run.json").read_text())["train"]
     assert info["steps_run"] == 2 and (run_dir / "train" / "clip_backbone.pt").is_file()
