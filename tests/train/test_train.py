@@ -137,7 +137,8 @@ def test_resume_after_sigkill_continues_from_the_last_checkpoint(local_run, tmp_
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not list((out / "checkpoints").glob("step-00000[4-6].pt")) and proc.poll() is None:
-        assert time.time() < deadline, "no checkpoint in time"
+        if time.time() > deadline:  # a hang guard, not a timing claim
+            pytest.fail("training wrote no checkpoint in 300 s")
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
