@@ -16,7 +16,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config, args.set)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-    stats = run(config, args.input, args.run_dir, args.runner, stages, args.ray_address, args.fresh)
+    stats = run(config, args.input, args.run_dir, runner=args.runner, stages=stages,
+                ray_address=args.ray_address, fresh=args.fresh)  # fmt: skip
     print(format_funnel(stats))
     shards = Path(args.run_dir) / "shards" / "index.json"
     if shards.exists():

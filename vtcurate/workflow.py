@@ -18,19 +18,12 @@ from vtcurate.storage import write_json
 log = logging.getLogger(__name__)
 
 
-def run(
-    config: PipelineConfig,
-    manifest: str,
-    run_dir: str | Path,
-    runner: str | None = None,
-    stages: list[str] | None = None,
-    ray_address: str | None = None,
-    fresh: bool = False,
-) -> list[dict]:
-    """Curate, train (if selected) and report; return the curation stages' stats."""
-    stats = run_pipeline(config, manifest, run_dir, runner, stages, ray_address, fresh)
+def run(config: PipelineConfig, manifest: str, run_dir: str | Path, **options) -> list[dict]:
+    """Curate (`options` as for run_pipeline), train (if selected) and report; return the
+    curation stages' stats."""
+    stats = run_pipeline(config, manifest, run_dir, **options)
     rd = RunDir(Path(run_dir).resolve())
-    if TRAIN in (stages or config.stages):
+    if TRAIN in (options.get("stages") or config.stages):
         from vtcurate.train.loop import train as train_model
 
         if not (rd.shards / "index.json").exists():

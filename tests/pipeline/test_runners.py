@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import shard_digests
+from helpers import CONFIGS, shard_digests
 from vtcurate.config import FLOW
 from vtcurate.pipeline.partition import Op
 from vtcurate.pipeline.rundir import RunDir
@@ -195,3 +195,24 @@ def test_ray_workers_set_up_and_tear_down_their_stages(tmp_path):
     setups = {p.name.split("-")[1] for p in marks.glob("setup-*")}
     teardowns = {p.name.split("-")[1] for p in marks.glob("teardown-*")}
     assert setups and setups == teardowns and str(os.getpid()) not in setups  # in the actors, once each
+
+
+def test_a_resource_no_node_has_fails_before_any_work(demo_corpus, demo_llm, tmp_path, monkeypatch):
+    """keyframes asks for a `decoder` the (fake, 2-CPU) cluster lacks, in the last of three
+    segments: the run stops naming the stage before ingest has written a partition."""
+    from vtcurate.config import load_config
+    from vtcurate.errors import UserError
+    from vtcurate.pipeline import executor
+    from vtcurate.pipeline.runners import LocalRunner
+
+    class TwoCpuCluster(LocalRunner):
+        def pools(self, ops, n_parts):
+            return pool_sizes([[op] for op in ops], {"CPU": 2.0}, 1.0, n_parts)
+
+    monkeypatch.setattr(executor, "make_runner", lambda *a: TwoCpuCluster())
+    overrides = ["stages=[ingest, langid, keyframes]", "ray.materialize_every_stage=true", *demo_llm,
+                 "ray.stage_resources={keyframes: {resources: {decoder: 1}}}"]  # fmt: skip
+    config, manifest = load_config(CONFIGS / "demo.yaml", overrides), str(demo_corpus / "manifest.jsonl")
+    with pytest.raises(UserError, match="keyframes needs 1 decoder per worker; the cluster has 0"):
+        executor.run_pipeline(config, manifest, tmp_path, runner="local")
+    assert not list(tmp_path.glob("stages/*/kept/*.parquet"))

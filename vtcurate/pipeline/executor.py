@@ -267,6 +267,7 @@ def _stage_timing(r: _StageRun, parts: list[str], run) -> dict:
 
 
 def _finish_stage(r: _StageRun, parts: list[str], run, info: dict, rd: RunDir) -> dict:
+    """Stats from the stage's files, the conservation check, finalize(), and _SUCCESS last."""
     inputs = [r.source / f"{p}.parquet" for p in parts]
     stats = stage_stats(r.name, r.sdir, row_count(inputs), r.stage.score_columns)
     outputs = [r.sdir.outputs / f"{p}.json" for p in parts]
@@ -275,7 +276,7 @@ def _finish_stage(r: _StageRun, parts: list[str], run, info: dict, rd: RunDir) -
         raise ConservationError(f"{r.name}: kept + rejected != rows in ({stats})")
     stats.update(_stage_timing(r, parts, run), upstream=r.upstream, **r.stage.summary())
     write_json(stats, r.sdir.stats)
-    info["stages"][r.name] = r.stage.provenance()
+    info["stages"][r.name] = r.stage.run_provenance[r.name]
     write_json(info, rd.run_json)
     touch(r.sdir.path / SUCCESS)
     log.info("%s: %d in, %d kept, %d rejected", r.name, stats["rows_in"], stats["kept"], stats["rejected"])
@@ -389,7 +390,10 @@ def run_pipeline(
             r.stage.run_provenance = provenance
             r.ops = _ops(r, config, rd, _frame_store(rd, config, r.name))
         by_name = {r.name: r for r in runs}
-        for ops in _segments(runs, config.ray.materialize_every_stage):
+        segments = _segments(runs, config.ray.materialize_every_stage)
+        for ops in segments:  # a GPU or resource no node has fails here, before any work
+            run.pools(ops, len(parts))
+        for ops in segments:
             if ops[0].mode == "apply":
                 _plan(by_name[ops[0].stage.name], parts)
             invocation["segments"].append(_run_segment(run, ops, parts, by_name))

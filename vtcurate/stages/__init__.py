@@ -3,6 +3,7 @@ vtcurate.config.STAGES for the ordered registry that names them."""
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import import_module
 
 from vtcurate.config import STAGES
@@ -19,6 +20,7 @@ def stage_classes() -> dict[str, type[Stage]]:
     return {e.name: stage_class(e.name) for e in STAGES}
 
 
+@cache
 def frames_stage() -> str:
     """The stage that makes the key-frames: its kept partitions are the run's one frame store."""
     from vtcurate.storage import FRAMES
