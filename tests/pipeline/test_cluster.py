@@ -31,7 +31,7 @@ def test_worker_node_killed_mid_stage(demo_corpus, cpu_run, tmp_path):
         cluster.wait_for_nodes()
         run_dir = tmp_path / "run"
         # partitions of 2 rows: many more partitions than actors, so every actor is busy when the node dies
-        overrides = ["partition_rows=2", "report.enabled=false", CPU_STAGES]
+        overrides = ["partition_rows=2", "report.enabled=false", *CPU_STAGES]
         cmd = vtcurate_cmd(run_dir, demo_corpus / "manifest.jsonl", *overrides, runner="ray")
         address = cluster.address
         cmd += ["--ray-address", address]
@@ -69,7 +69,7 @@ def test_a_stage_needing_a_custom_resource_runs_only_where_it_is(demo_corpus, cp
         worker = cluster.add_node(num_cpus=2, object_store_memory=OBJECT_STORE, resources={"decoder": 1})
         cluster.wait_for_nodes()
         run_dir = tmp_path / "run"
-        overrides = ["partition_rows=8", "report.enabled=false", CPU_STAGES,
+        overrides = ["partition_rows=8", "report.enabled=false", *CPU_STAGES,
                      "ray.stage_resources={keyframes: {resources: {decoder: 0.5}}}"]  # fmt: skip
         cmd = [*vtcurate_cmd(run_dir, demo_corpus / "manifest.jsonl", *overrides, runner="ray"),
                "--ray-address", cluster.address]  # fmt: skip

@@ -62,7 +62,7 @@ def test_ray_driver_killed_from_outside_resumes(demo_corpus, cpu_run, tmp_path):
     """SIGKILL the whole process group of a Ray-runner `vtcurate run` (driver and its embedded
     cluster) once key-frame partitions are being written, then rerun it."""
     run_dir = tmp_path / "run"
-    overrides = ["partition_rows=4", "report.enabled=false", CPU_STAGES]
+    overrides = ["partition_rows=4", "report.enabled=false", *CPU_STAGES]
     cmd = vtcurate_cmd(run_dir, demo_corpus / "manifest.jsonl", *overrides, runner="ray")
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)  # fmt: skip

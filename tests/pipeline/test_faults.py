@@ -40,7 +40,7 @@ def test_ray_retries_partitions_whose_worker_raised_or_died(demo_corpus, demo_ll
     from vtcurate.pipeline.executor import run_pipeline
 
     config = load_config(
-        CONFIGS / "demo.yaml", [CPU_STAGES, "partition_rows=8", "report.enabled=false", FAULTS, *demo_llm]
+        CONFIGS / "demo.yaml", [*CPU_STAGES, "partition_rows=8", "report.enabled=false", FAULTS, *demo_llm]
     )
     run_pipeline(config, str(demo_corpus / "manifest.jsonl"), tmp_path, runner="ray")
     fired = sorted(p.name for p in (tmp_path / "_faults").iterdir())

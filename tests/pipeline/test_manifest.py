@@ -124,3 +124,36 @@ def test_fsspec_url(tmp_path):
         fh.write(json.dumps({"video": "v/a.mp4", "caption": "a dog"}) + "\n")
     (row,) = read_manifest("memory://bucket/m.jsonl")
     assert row["video"] == "memory://bucket/v/a.mp4"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_timed_text_columns(tmp_path, fmt):
+    """`subtitles` resolves like `video`; `segments` is a list (a JSON string in CSV); a row with
+    timed text needs no caption; malformed segments reject the row, naming the item."""
+    segs = [{"start": 0, "end": 2.5, "text": "hello"}, {"start": "2.5", "end": 4, "text": "你好"}]
+    rows = [
+        {"video": "a.mp4", "caption": "", "subtitles": "subs/a.srt", "segments": ""},
+        {"video": "b.mp4", "caption": "", "subtitles": "", "segments": json.dumps(segs)},
+        {
+            "video": "c.mp4",
+            "caption": "",
+            "subtitles": "",
+            "segments": json.dumps([{"start": 3, "end": 1, "text": "x"}]),
+        },
+        {"video": "d.mp4", "caption": "", "subtitles": "", "segments": '[{"start": 0'},
+    ]
+    if fmt == "jsonl":
+        rows[1]["segments"] = segs  # a real list in JSON
+    got = list(read_manifest(str(_write(tmp_path, fmt, rows))))
+    assert got[0]["subtitles"] == str(tmp_path / "subs" / "a.srt") and got[0]["segments"] is None
+    assert got[1]["segments"] == [
+        {"start": 0.0, "end": 2.5, "text": "hello"},
+        {"start": 2.5, "end": 4.0, "text": "你好"},
+    ]
+    assert [g["manifest_error"] for g in got] == [None, None, "bad_manifest_row", "bad_manifest_row"]
+    assert "item 0 has no valid start <= end" in got[2]["manifest_detail"]
+    assert "not JSON" in got[3]["manifest_detail"]
+    from vtcurate.pipeline.manifest import SCHEMA, partition
+
+    table = next(partition(iter(got), 8))
+    assert table.schema == SCHEMA and table.column("segments")[1].as_py()[1]["text"] == "你好"

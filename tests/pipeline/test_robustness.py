@@ -217,10 +217,10 @@ def test_partial_stage_from_another_upstream_is_redone(demo_corpus, tmp_path, de
     run_pipeline(
         load_config(CONFIGS / "demo.yaml", [*demo_llm, *overrides]), manifest, tmp_path, runner="local"
     )
-    keyframes = tmp_path / "stages" / "02_keyframes"
+    keyframes = RunDir(tmp_path).stage("keyframes").path
     (keyframes / "_SUCCESS").unlink()  # as if the driver died in keyframes
     sorted((keyframes / "kept").glob("*.parquet"))[-1].unlink()
-    shutil.rmtree(tmp_path / "stages" / "07_shard")
+    shutil.rmtree(RunDir(tmp_path).stage("shard").path)
     full = load_config(CONFIGS / "demo.yaml", [*demo_llm, "report.enabled=false", "partition_rows=8"])
     stats = {s["stage"]: s for s in run_pipeline(full, manifest, tmp_path, runner="local")}
     assert stats["keyframes"]["resumed_partitions"] == 0  # nothing made from ingest's output reused

@@ -47,6 +47,8 @@ def test_rejections_have_stable_reasons(tmp_path):
         ({"video": mp4, "end": 30.0}, "bad_span"),
         ({"video": mp4, "start": 1.0, "end": 1.2}, "too_short"),
         ({"video": mp4, "caption": "  "}, "empty_caption"),
+        ({"video": mp4, "caption": "", "subtitles": "a.srt"}, None),  # split captions it from the cues
+        ({"video": mp4, "caption": "", "segments": [{"start": 0.0, "end": 1.0, "text": "hi"}]}, None),
         ({"video": mp4, "manifest_error": "duplicate_id", "manifest_detail": "x"}, "duplicate_id"),
     ]
     stage = IngestStage(IngestConfig(min_duration=0.5, max_duration=600))

@@ -16,6 +16,7 @@ from models.fake_openai import FakeOpenAIServer, last_user_text
 
 from helpers import CONFIGS
 from vtcurate.config import LLMBackendConfig, RewriteConfig, resolve_paths
+from vtcurate.pipeline.rundir import RunDir
 from vtcurate.stages.rewrite import RewriteStage
 
 CAPTIONS = [
@@ -133,14 +134,14 @@ def test_killed_during_rewrite_resumes_without_calling_the_llm_for_cached_rows(d
         assert proc.poll() is None, "the run ended before it could be killed mid-rewrite"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        assert not (run_dir / "stages" / "05_rewrite" / "_SUCCESS").exists()
+        assert not (RunDir(run_dir).stage("rewrite").path / "_SUCCESS").exists()
         cached = {json.loads(line)["key"] for f in cache.glob("*.jsonl") for line in f.open() if line.strip()}
         before = server.prompts()
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         after = server.prompts()[len(before) :]
     import pyarrow.dataset as ds
 
-    status = ds.dataset(run_dir / "stages" / "05_rewrite" / "kept").to_table(columns=["rewrite_status"])
+    status = ds.dataset(RunDir(run_dir).stage("rewrite").kept).to_table(columns=["rewrite_status"])
     rows = sum(s != "skipped:language" for s in status.column(0).to_pylist())  # rows sent to the LLM
     assert len(cached) >= 8
     # the rerun asked only for the rows not cached before the kill (plus at most the one in flight)

@@ -2,7 +2,9 @@
 
 Every clip is H.264, and its caption says what it shows, in English or Chinese.  Planted rows are
 listed in `answer_key.jsonl` with the stage and reason that should reject them (or `null` where
-the row should survive these stages), so tests and reports can check each decision.
+the row should survive these stages), so tests and reports can check each decision.  Long videos
+(several shots of large shapes cut together, no caption, an SRT file per video with one cue a
+shot) exercise the split stage: their answer-key rows give the cut times and the clips expected.
 """
 
 from __future__ import annotations
@@ -76,13 +78,18 @@ def _background(rng: random.Random) -> np.ndarray:
 
 
 def render(
-    spec: ClipSpec, rng: random.Random, seconds: float = 2.0, radius: tuple[int, int] = (12, 20)
+    spec: ClipSpec,
+    rng: random.Random,
+    seconds: float = 2.0,
+    radius: tuple[int, int] = (12, 20),
+    lift: int = 0,
 ) -> list[np.ndarray]:
-    """RGB frames of the shape (radius drawn from `radius`, pixels) crossing the frame along its motion."""
+    """RGB frames of the shape (radius drawn from `radius`, pixels) crossing the frame along its
+    motion, over a background brightened by `lift`."""
     _, (sx, sy), (ex, ey) = MOTIONS[spec.motion]
     radius = rng.randint(*radius)
     offset = rng.uniform(-25, 25)  # off-axis position, so clips of one kind differ
-    background = _background(rng)
+    background = _background(rng) + np.uint8(lift)
     half, span = SIZE / 2, SIZE / 2 - radius - 4
     frames = []
     n = max(1, round(seconds * FPS))
@@ -110,6 +117,30 @@ def write_h264(path: Path, frames: list[np.ndarray], fps: int = FPS) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def _srt_time(t: float) -> str:
+    ms = round(t * 1000)
+    return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def write_long_video(
+    out: Path, name: str, specs: list[ClipSpec], lang: str, rng: random.Random, shot_s: float = 2.0
+) -> tuple[str, str, list[float]]:
+    """A video of one shot per spec (a large shape, on a brightness of its own), hard cuts between,
+    and an SRT file with one cue inside each shot: (video, subtitles, cut times)."""
+    frames, cues, cuts = [], [], []
+    for i, spec in enumerate(specs):
+        frames += render(spec, rng, shot_s, radius=(26, 32), lift=60 + 50 * (i % 3))  # a scenery each
+        start = i * shot_s
+        if i:
+            cuts.append(start)
+        large = ("a ", "a large ") if lang == "en" else ("一个", "一个大")
+        text = spec.caption(lang).replace(*large, 1)
+        cues.append(f"{i + 1}\n{_srt_time(start + 0.2)} --> {_srt_time(start + shot_s - 0.2)}\n{text}\n")
+    write_h264(out / "videos" / f"{name}.mp4", frames)
+    (out / "videos" / f"{name}.srt").write_text("\n".join(cues), encoding="utf-8")
+    return f"videos/{name}.mp4", f"videos/{name}.srt", cuts
 
 
 EXCERPT_OF = 6  # clean clip whose 1 s excerpt is planted as a near-duplicate (modulo the clip count)
@@ -284,6 +315,12 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
         "ingest",
         "duplicate_id",
     )
+    for i, lang in enumerate(("en", "zh")):
+        shots = [combos[(7 * i + 5 * k + 3) % len(combos)] for k in range(3)]
+        video, srt, cuts = write_long_video(out, f"long{i}", shots, lang, rng)
+        add({"id": f"long{i}", "video": video, "subtitles": srt, "lang_hint": lang},
+            f"long video, {len(shots)} shots, {lang} SRT (split, kept)")  # fmt: skip
+        key[-1].update(expect_clips=len(shots), cuts=cuts)
 
     with open(out / "manifest.jsonl", "w", encoding="utf-8") as fh:
         for row in rows:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from vtcurate.errors import UserError
+
 
 def wants_gpu(device: str) -> bool:
     """Whether a worker using `device` needs a GPU from the scheduler: `cuda`, or `auto` where
@@ -13,3 +15,16 @@ def wants_gpu(device: str) -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def resolve_device(device: str) -> str:
+    """`auto`, `cpu` or `cuda` as the device a model is loaded on, in this worker."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"device must be auto, cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("device: cuda asked for, but torch sees no CUDA device")
+    return device

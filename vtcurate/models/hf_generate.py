@@ -39,6 +39,7 @@ from typing import Any
 
 from vtcurate.checksums import file_sha256
 from vtcurate.errors import UserError
+from vtcurate.models.devices import resolve_device
 from vtcurate.models.generation import Chat, Generation, Sampling
 
 log = logging.getLogger(__name__)
@@ -64,18 +65,6 @@ class _Loaded:
 
 # --------------------------------------------------------------------------------------------------
 # shared helpers
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise UserError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("device: cuda asked for, but torch sees no CUDA device")
-    return device
 
 
 def _dtype_name(device: str) -> str:

@@ -28,7 +28,7 @@ from vtcurate.pipeline.partition import ConservationError, Op, PartitionResult, 
 from vtcurate.pipeline.progress import Progress
 from vtcurate.pipeline.rundir import SUCCESS, RunDir, StageDir
 from vtcurate.pipeline.runners import make_runner
-from vtcurate.pipeline.stats import stage_stats
+from vtcurate.pipeline.stats import accounted, stage_stats
 from vtcurate.stages import build_stage
 from vtcurate.stages.base import Resources, Stage
 from vtcurate.storage import row_count, touch, write_json, write_parquet, write_text
@@ -269,11 +269,12 @@ def _stage_timing(r: _StageRun, parts: list[str], run) -> dict:
 def _finish_stage(r: _StageRun, parts: list[str], run, info: dict, rd: RunDir) -> dict:
     """Stats from the stage's files, the conservation check, finalize(), and _SUCCESS last."""
     inputs = [r.source / f"{p}.parquet" for p in parts]
-    stats = stage_stats(r.name, r.sdir, row_count(inputs), r.stage.score_columns)
+    stats = stage_stats(r.name, r.sdir, row_count(inputs), r.stage.score_columns, r.stage.splits_rows)
     outputs = [r.sdir.outputs / f"{p}.json" for p in parts]
     stats.update(r.stage.finalize([json.loads(o.read_text("utf-8")) for o in outputs if o.exists()]))
-    if stats["kept"] + stats["rejected"] != stats["rows_in"]:
-        raise ConservationError(f"{r.name}: kept + rejected != rows in ({stats})")
+    if accounted(stats) != stats["rows_in"]:
+        what = "videos split + rejected" if r.stage.splits_rows else "kept + rejected"
+        raise ConservationError(f"{r.name}: {what} != rows in ({stats})")
     stats.update(_stage_timing(r, parts, run), upstream=r.upstream, **r.stage.summary())
     write_json(stats, r.sdir.stats)
     info["stages"][r.name] = r.stage.run_provenance[r.name]

@@ -1,7 +1,10 @@
 """Read a manifest (jsonl, csv or parquet; local path or fsspec URL) into row partitions.
 
-Columns: `video` and `caption` (required), `id`, `start`, `end`, `lang_hint` (optional).  A
-missing required column fails before any work.  A row that cannot be parsed is not dropped: it
+Columns: `video` and `caption` (required), `id`, `start`, `end`, `lang_hint` (optional), and a
+video's timed text (optional, for the split stage): `subtitles`, the path or URL of an SRT/VTT file
+(relative: to the manifest), and `segments`, a list of `{start, end, text}` in seconds (ASR; a JSON
+string in a CSV cell).  A row with timed text may leave `caption` empty.  A missing required
+column fails before any work.  A row that cannot be parsed is not dropped: it
 becomes a row with `manifest_error` set, which `ingest` rejects with that reason.  Duplicate clip
 ids are marked here, where the whole manifest streams past once.
 """
@@ -25,6 +28,7 @@ from vtcurate.errors import UserError
 REQUIRED = ("video", "caption")
 CSV_FIELD_LIMIT = 64 * 1024 * 1024
 
+SEGMENT = pa.struct([("start", pa.float64()), ("end", pa.float64()), ("text", pa.string())])
 SCHEMA = pa.schema(
     [
         ("row", pa.int64()),
@@ -34,6 +38,8 @@ SCHEMA = pa.schema(
         ("start", pa.float64()),
         ("end", pa.float64()),
         ("lang_hint", pa.string()),
+        ("subtitles", pa.string()),
+        ("segments", pa.list_(SEGMENT)),
         ("manifest_error", pa.string()),
         ("manifest_detail", pa.string()),
     ]
@@ -160,6 +166,28 @@ def _text(value: Any) -> str:
     return str(value).encode("utf-8", "replace").decode("utf-8")
 
 
+def _segments(value: Any) -> list[dict] | None:
+    """Timed text as given in a row: a list of {start, end, text}, or that list as a JSON string."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"not JSON: {err}") from None
+    if not isinstance(value, list):
+        raise ValueError(f"expected a list of {{start, end, text}}, got {type(value).__name__}")
+    out = []
+    for i, seg in enumerate(value):
+        if not isinstance(seg, dict) or not isinstance(seg.get("text"), str):
+            raise ValueError(f"item {i} is not an object with a text")
+        start, end = _float(seg.get("start")), _float(seg.get("end"))
+        if start is None or end is None or end < start or start < 0:
+            raise ValueError(f"item {i} has no valid start <= end")
+        out.append({"start": start, "end": end, "text": _text(seg["text"])})
+    return out
+
+
 def _normalise(raw: dict[str, Any], base: str) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(SCHEMA.names)
     video, caption, given = raw.get("video"), raw.get("caption"), raw.get("id")
@@ -182,6 +210,17 @@ def _normalise(raw: dict[str, Any], base: str) -> dict[str, Any]:
     except (TypeError, ValueError) as err:
         if not row["manifest_error"]:
             row.update(manifest_error="bad_span", manifest_detail=f"start/end: {err}")
+    subtitles = raw.get("subtitles")
+    if subtitles not in (None, ""):
+        if isinstance(subtitles, str):
+            row["subtitles"] = _resolve(_text(subtitles).strip(), base)
+        elif not row["manifest_error"]:
+            row.update(manifest_error="bad_manifest_row", manifest_detail="subtitles is not a path")
+    try:
+        row["segments"] = _segments(raw.get("segments"))
+    except ValueError as err:
+        if not row["manifest_error"]:
+            row.update(manifest_error="bad_manifest_row", manifest_detail=f"segments: {err}")
     row["clip_id"] = _text(given) if given not in (None, "") else derived_id(video, row["start"], row["end"])
     return row
 

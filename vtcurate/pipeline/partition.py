@@ -14,6 +14,7 @@ the error as its reason instead of failing the batch.
 
 from __future__ import annotations
 
+import itertools
 import json
 import resource
 import time
@@ -89,11 +90,27 @@ def apply_stage(stage: Stage, table: pa.Table, batch_size: int | None = None) ->
             out = _call_rows(stage, batch)
         outs.append(out)
     out = pa.concat_tables(outs, promote_options="permissive")
-    if out.column("clip_id").to_pylist() != table.column("clip_id").to_pylist():
-        raise ConservationError(
-            f"stage {stage.name} returned {out.num_rows} rows for {table.num_rows}, or reordered them"
-        )
+    check_rows(stage, table, out)
     return out
+
+
+def check_rows(stage: Stage, table: pa.Table, out: pa.Table, step: str = "the stage") -> None:
+    """Every row came back once and in order; a splits_rows stage: each input row came back
+    rejected as itself, or as one or more rows naming it as their parent, in order, ids unique."""
+    ids_in, ids_out = table.column("clip_id").to_pylist(), out.column("clip_id").to_pylist()
+    if not stage.splits_rows:
+        if ids_out != ids_in:
+            raise ConservationError(
+                f"stage {stage.name}: {step} returned {out.num_rows} rows for {table.num_rows}, "
+                "or reordered them"
+            )
+        return
+    owners = [p if p is not None else c for p, c in zip(out.column("parent_id").to_pylist(), ids_out)]
+    if [k for k, _ in itertools.groupby(owners)] != ids_in or len(set(ids_out)) != len(ids_out):
+        raise ConservationError(
+            f"stage {stage.name}: {step} returned {out.num_rows} rows for {table.num_rows} videos "
+            "that do not each name one input video, in order, once, with unique clip ids"
+        )
 
 
 @dataclass
@@ -156,8 +173,7 @@ class Op:
             table = self.read_input(part)
         if self.mode == "apply":
             out = self.stage.apply_plan(table, self._plan)
-            if out.column("clip_id").to_pylist() != table.column("clip_id").to_pylist():
-                raise ConservationError(f"stage {self.stage.name}: apply_plan changed or reordered the rows")
+            check_rows(self.stage, table, out, "apply_plan")
         else:
             out = apply_stage(self.stage, table, self.resources.batch_size)
             if self.static_plan is not None:

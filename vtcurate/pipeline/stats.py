@@ -30,8 +30,20 @@ def _summary(values: list) -> dict | None:
     }
 
 
-def stage_stats(name: str, sdir: StageDir, rows_in: int, score_columns: tuple[str, ...]) -> dict:
-    wanted = ["lang", DROP_REASON, *score_columns]
+def _videos(kept: dict, rejected: dict, rows_in: int) -> dict:
+    """A splits_rows stage: videos in, split into clips or rejected whole, and clips out."""
+    whole = sum(p is None for p in rejected["parent_id"])
+    split = len({p for p in kept["parent_id"] + rejected["parent_id"] if p is not None})
+    return {"videos_in": rows_in, "videos_split": split, "videos_rejected": whole,
+            "clips_out": len(kept["parent_id"]) + len(rejected["parent_id"]) - whole}  # fmt: skip
+
+
+def stage_stats(
+    name: str, sdir: StageDir, rows_in: int, score_columns: tuple[str, ...], splits: bool = False
+) -> dict:
+    """Counts from the stage's files.  `splits` (a stage turning videos into clips): rows_in counts
+    videos and kept counts clips, and the video fields say what became of each video."""
+    wanted = ["lang", DROP_REASON, *score_columns, *(["parent_id"] if splits else [])]
     kept = read_columns(sdir.kept_parts(), wanted)
     rejected = read_columns(sdir.rejected_parts(), wanted)
     n_kept, n_rej = len(kept[DROP_REASON]), len(rejected[DROP_REASON])
@@ -55,7 +67,16 @@ def stage_stats(name: str, sdir: StageDir, rows_in: int, score_columns: tuple[st
             }
             for col in score_columns
         },
+        **(_videos(kept, rejected, rows_in) if splits else {}),
     }
+
+
+def accounted(stats: dict) -> int:
+    """Input rows the stage's outputs account for: kept + rejected, or, for a stage that splits
+    videos into clips, the videos split plus the videos rejected whole."""
+    if "videos_in" in stats:
+        return stats["videos_split"] + stats["videos_rejected"]
+    return stats["kept"] + stats["rejected"]
 
 
 def load_stats(run_dir: str | Path) -> list[dict]:
@@ -70,8 +91,8 @@ def load_stats(run_dir: str | Path) -> list[dict]:
 
 
 def funnel_json(stats: list[dict]) -> list[dict]:
-    keys = ("stage", "rows_in", "kept", "rejected", "rejected_by_reason")
-    return [{k: s[k] for k in keys} for s in stats]
+    keys = ("stage", "rows_in", "kept", "rejected", "rejected_by_reason", "videos_in")
+    return [{k: s[k] for k in keys if k in s} for s in stats]
 
 
 def format_funnel(stats: list[dict]) -> str:
@@ -84,6 +105,9 @@ def format_funnel(stats: list[dict]) -> str:
             f"{s['stage']:<12} {s['rows_in']:>8} {s['kept']:>8} {s['rejected']:>9}  "
             + (f"{secs:>6.1f}s" if secs is not None else "")
         )
+        if "videos_in" in s:
+            lines.append(f"{'':<14}{s['videos_in']} videos -> {s['clips_out']} clips, {s['kept']} kept "
+                         f"({s['videos_rejected']} videos rejected whole)")  # fmt: skip
         for reason, count in s["rejected_by_reason"].items():
             lines.append(f"{'':<14}- {reason}: {count}")
         langs = ", ".join(

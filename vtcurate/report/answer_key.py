@@ -1,6 +1,8 @@
 """Check a run's decisions against an answer key: jsonl rows of
 `{"row": manifest row, "id", "planted": what, "expect_stage": stage or null, "expect_reason": code or null}`
-(the demo corpus writes one).  `expect_stage: null` means the row must survive every stage.
+(the demo corpus writes one).  `expect_stage: null` means the row must survive every stage.  A
+long video's row may add `expect_clips` (the clips split should cut from it) and `cuts` (times).
+A row split into clips counts as rejected where its first clip was.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from vtcurate.stages.base import DROP_REASON
 from vtcurate.storage import read_rows
 
 # statuses that mean a stage decided wrongly
-WRONG = frozenset({"missed", "wrong_reason", "wrongly_dropped", "dropped_elsewhere"})
+WRONG = frozenset({"missed", "wrong_reason", "wrongly_dropped", "dropped_elsewhere", "wrong_split"})
+SPLIT = "split"
 
 
 def evaluate_answer_key(rd: RunDir, path: Path | None, finished: list[str]) -> dict | None:
@@ -25,7 +28,11 @@ def evaluate_answer_key(rd: RunDir, path: Path | None, finished: list[str]) -> d
     rejected: dict[int, tuple[str, str]] = {}
     for name in finished:
         for row in read_rows(rd.stage(name).rejected_parts(), ["row", DROP_REASON, "clip_id"]):
-            rejected[row["row"]] = (name, row[DROP_REASON])
+            rejected.setdefault(row["row"], (name, row[DROP_REASON]))
+    clips: dict[int, int] = defaultdict(int)  # clips split cut from each row
+    if SPLIT in finished:
+        for row in read_rows(rd.stage(SPLIT).kept_parts(), ["row"]):
+            clips[row["row"]] += 1
     planted_rows = {c["row"] for c in cases}
     # a stage that scored but did not drop (random model weights) cannot have caught anything
     unenforced = {
@@ -46,9 +53,14 @@ def evaluate_answer_key(rd: RunDir, path: Path | None, finished: list[str]) -> d
             status = "kept_as_expected" if got is None else "wrongly_dropped"
         else:
             status = "caught" if got == want else ("wrong_reason" if got else "missed")
+        split = {}
+        if case.get("expect_clips") is not None and SPLIT in finished:
+            split = {"got_clips": clips[case["row"]]}
+            if split["got_clips"] != case["expect_clips"] and status not in WRONG:
+                status = "wrong_split"
         out_cases.append({
             **case, "got_stage": got[0] if got else None, "got_reason": got[1] if got else None,
-            "status": status,
+            **split, "status": status,
         })  # fmt: skip
     clean_dropped = [
         {"row": row, "stage": stage, "reason": reason}

@@ -12,6 +12,10 @@ just the columns it needs from all of them in the driver and returns a small JSO
 `apply_plan(table, plan)` decides each partition from it.  Stages that work so set `global_plan`;
 the plan is the only point where the runners wait for every partition (a barrier).
 
+A stage that sets `splits_rows` (split) may return several rows for one: each input row comes back
+either once, rejected with `parent_id` null, or as one or more rows whose `parent_id` is its
+`clip_id`, in input order; the row-count checks count videos for it.
+
 Hooks the executor calls, so it treats no stage by name:
 - `reads_manifest`: the stage starts the flow and reads the run's input (ingest);
 - `reads_whole_input`: setup() reads a column of every input partition (a barrier before it);
@@ -52,6 +56,8 @@ class Stage:
     global_plan: ClassVar[bool] = False
     # True: the stage reads the run's input manifest (the first stage of the flow).
     reads_manifest: ClassVar[bool] = False
+    # True: one input row may become several rows (a video into its clips); see the module doc.
+    splits_rows: ClassVar[bool] = False
 
     def __init__(self, config: Any) -> None:
         self.config = config

@@ -57,8 +57,9 @@ class IngestStage(Stage):
         out: dict = dict.fromkeys(self.output_columns)
         if row.get("manifest_error"):
             return out, row["manifest_error"], row.get("manifest_detail")
-        if not (row.get("caption") or "").strip():
-            return out, "empty_caption", "caption is empty or whitespace"
+        timed_text = row.get("subtitles") or row.get("segments")  # split gives its clips captions
+        if not (row.get("caption") or "").strip() and not timed_text:
+            return out, "empty_caption", "caption is empty or whitespace, and the row has no timed text"
         try:
             result = probe(row["video"], self.config.probe_backends, self.config.max_pixels)
         except VideoSourceError as err:
