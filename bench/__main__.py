@@ -7,7 +7,7 @@ import logging
 import os
 import time
 
-from bench import keyframes, memory, models, pipeline, scale, shards
+from bench import keyframes, memory, models, pipeline, scale, shards, split
 from bench.common import RESULTS_MD, write_results
 
 SUITE = {
@@ -20,6 +20,7 @@ SUITE = {
     "ray": pipeline.ray_scaling,
     "memory": memory.driver_memory,
     "scale": scale.run,  # one run each: ignores reps
+    "split": split.run,  # one run each: ignores reps
 }
 
 

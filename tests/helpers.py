@@ -68,29 +68,3 @@ def vtcurate_cmd(run_dir: Path, manifest: Path, *overrides: str, runner: str = "
         cmd += ["--set", override]
     return cmd
 
-
-def concat_clips(
-    paths: list[Path], out: Path, seconds: float = 3.0, size=(320, 240), fps: int = 25
-) -> list[int]:
-    """Cut `seconds` of each video together into one H.264 file (hard cuts, re-encoded at one size
-    and rate, as an editor would); returns the known cuts: the first frame index of each new clip."""
-    import av
-
-    cuts, n = [], 0
-    with av.open(str(out), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        for path in paths:
-            if n:
-                cuts.append(n)
-            with av.open(str(path)) as src:
-                for k, frame in enumerate(src.decode(video=0)):
-                    if k >= seconds * fps:
-                        break
-                    img = frame.to_ndarray(width=size[0], height=size[1], format="rgb24")
-                    for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                        container.mux(packet)
-                    n += 1
-        for packet in stream.encode():
-            container.mux(packet)
-    return cuts

@@ -49,3 +49,10 @@ def test_scale_manifest_cycles_the_real_videos_with_distinct_ids_and_both_langua
     assert {Path(r["video"]) for r in rows} == videos and all(Path(r["video"]).is_absolute() for r in rows)
     han = [any("\u4e00" <= ch <= "\u9fff" for ch in r["caption"]) for r in rows]
     assert 0 < sum(han) < len(rows)
+
+
+def test_cut_matching_counts_each_known_cut_once():
+    from bench.split import match
+
+    assert match([30, 31, 100, 250], [30, 99, 200]) == (2, 2, 1)  # 31 is a second hit near 30: a FP
+    assert match([], [10]) == (0, 0, 1) and match([10], []) == (0, 1, 0)

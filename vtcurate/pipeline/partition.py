@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import resource
+import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -162,10 +164,20 @@ class Op:
         if self.loads_models:
             self.stage.teardown()
 
+    @property
+    def threads(self) -> int:
+        """torch threads of this op: the CPUs its stage asks for, in every runner (Ray would give
+        an actor 1, the local runner the whole machine), so that model outputs, whose last bits
+        depend on how a sum is split over threads, and so the shards do not depend on the runner."""
+        return max(1, math.ceil(self.resources.num_cpus))
+
     def process(self, part: str, table: pa.Table | None, node: str | None = None):
         """Run this op over partition `part`: (its kept rows for the next op, or None; the result).
         `table`: the previous op's output in memory; None reads the input from disk."""
         t0, cpu0 = time.perf_counter(), time.process_time()
+        torch = sys.modules.get("torch")  # set only where the stage uses torch (it imports it lazily)
+        if torch is not None and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
         if self.done_marker(part).exists():  # finished by an earlier invocation
             return None, PartitionResult(self.stage.name, self.mode, part, 0, 0, 0, 0.0, 0.0,
                                          peak_rss_mb(), node, resumed=True)  # fmt: skip

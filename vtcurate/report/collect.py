@@ -26,7 +26,8 @@ TIMING_KEYS = (
     "stage", "rows_in", "rows_processed", "seconds", "rows_per_s", "partitions", "resumed_partitions",
     "workers", "worker_cpu_s", "worker_peak_rss_mb", "driver_cpu_s", "driver_peak_rss_mb", "runner",
 )  # fmt: skip
-FUNNEL_KEYS = ("stage", "rows_in", "kept", "rejected", "rejected_by_reason", "by_language")
+FUNNEL_KEYS = ("stage", "rows_in", "kept", "rejected", "rejected_by_reason", "by_language",
+               "videos_in", "videos_split", "videos_rejected", "clips_out")  # fmt: skip
 THUMB_SIDE = 96
 # columns shown with an example, where the stage wrote them
 EXAMPLE_SCORES = (

@@ -42,8 +42,10 @@ def funnel_chart(funnel: list[dict]) -> str:
         left = [a + b for a, b in zip(left, widths)]
     rejected = [f["rejected"] for f in funnel][::-1]
     ax.barh(stages, rejected, left=left, color="#d9d9d9", hatch="//", edgecolor="#999", label="rejected")
-    for y, (k, r) in enumerate(zip(left, rejected)):
-        ax.text(k + r, y, f"  {k} kept / {k + r} in", va="center", fontsize=8)
+    for y, (f, k, r) in enumerate(zip(funnel[::-1], left, rejected)):
+        label = f"  {k} clips kept of {f['videos_in']} videos" if f.get("videos_in") is not None else (
+            f"  {k} kept / {f['rows_in']} in")  # fmt: skip
+        ax.text(k + r, y, label, va="center", fontsize=8)
     ax.set_xlabel("rows")
     ax.set_xlim(0, max(a + b for a, b in zip(left, rejected)) * 1.35 or 1)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=4, frameon=False)
