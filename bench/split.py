@@ -80,6 +80,8 @@ def detected_cuts(stage, path: Path) -> tuple[list[int], int]:
 
 
 def run(reps: int) -> list[Row]:
+    import torch
+
     from vtcurate.config import SplitConfig
     from vtcurate.models.transnet import INPUT_HW
     from vtcurate.stages.split import SplitStage
@@ -111,6 +113,7 @@ def run(reps: int) -> list[Row]:
             Row(group, f"{method}: precision", tp / (tp + fp) if tp + fp else 0.0, "", note=note),
             Row(group, f"{method}: recall", tp / (tp + fn) if tp + fn else 0.0, "", note=note),
             ratio_row(group, f"{method}: decode + detect", frames / detect_s, "frames/s",
-                      f"decode alone at {size}", frames / decode_s, note="one run (reps ignored)"),
+                      f"decode alone at {size}", frames / decode_s,
+                      note=f"{torch.get_num_threads()} torch threads; one run (reps ignored)"),
         ]  # fmt: skip
     return rows
