@@ -187,3 +187,20 @@ def test_demo_long_videos_through_the_flow_to_shards(cpu_run, demo_corpus):
     key = {c["id"]: c for c in map(json.loads, (demo_corpus / "answer_key.jsonl").read_text().splitlines())}
     for m in long:
         assert not any(m["span_start"] < cut < m["span_end"] for cut in key[m["parent_id"]]["cuts"])
+
+
+def test_clip_spans_trim_margins_and_fades():
+    """Two shots cut at frame 50: the margin takes 2 frames off each side of the cut, and a fade
+    to black at the end of the first shot is trimmed where its frames are darker than fade_luma."""
+    from vtcurate.video.shots import ClipRules, Decoded, clip_spans
+
+    luma = [100.0] * 50 + [120.0] * 50
+    decoded = Decoded(times=[i / 25 for i in range(100)], luma=luma, fps=25.0)
+    rules = ClipRules(min_clip_s=0.5, max_clip_s=20.0, margin_frames=2, fade_luma=16.0)
+    spans = clip_spans([(0, 49), (50, 99)], decoded, rules)
+    assert spans.spans == [(0.0, 48 / 25), (52 / 25, 4.0)]  # frames 0-47 and 52-99
+    darker = [100.0] * 30 + [5.0] * 20 + [120.0] * 50  # the first shot fades to black at frame 30
+    spans = clip_spans([(0, 49), (50, 99)], Decoded(decoded.times, darker, fps=25.0), rules)
+    assert spans.spans[0] == (0.0, 30 / 25)
+    all_dark = clip_spans([(0, 99)], Decoded(decoded.times, [3.0] * 100, fps=25.0), rules)
+    assert all_dark.spans == [] and all_dark.dark == 1
