@@ -49,3 +49,12 @@ def test_set_overrides_are_parsed_and_validated():
         load_config(CONFIGS / "demo.yaml", ["keyframes.short_side=tiny"])
     with pytest.raises(ConfigError, match="key=value"):
         load_config(CONFIGS / "demo.yaml", ["keyframes.short_side"])
+
+
+def test_split_bounds_are_checked():
+    with pytest.raises(ConfigError, match="min_clip_s must not exceed max_clip_s"):
+        validate({"split": {"min_clip_s": 30, "max_clip_s": 20}})
+    with pytest.raises(ConfigError, match="min_video_s must not exceed max_clip_s"):
+        validate({"split": {"min_video_s": 30, "max_clip_s": 20}})
+    with pytest.raises(ConfigError, match=r"split\.method"):
+        validate({"split": {"method": "shotdetect"}})

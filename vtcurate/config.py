@@ -165,6 +165,8 @@ class SplitConfig(Strict):
     def _bounds(self) -> SplitConfig:
         if self.min_clip_s > self.max_clip_s:
             raise ValueError("min_clip_s must not exceed max_clip_s")
+        if self.min_video_s > self.max_clip_s:
+            raise ValueError("min_video_s must not exceed max_clip_s (a video taken whole is one clip)")
         return self
 
 
