@@ -164,3 +164,57 @@ def test_real_smollm2_through_the_stage(tmp_path):
         if row["rewrite_status"] != "rewritten":
             assert row["caption"] == caption
         assert row["rewrite_output_tokens"] > 0
+
+
+def test_the_cache_misses_when_what_the_output_depends_on_changes(tmp_path):
+    """The key covers the caption, its language, the model, the prompt and the sampling: change
+    any one and the rewrite is generated again; change nothing and nothing is asked."""
+    import shutil
+
+    prompts = tmp_path / "prompts.yaml"
+    shutil.copy(CONFIGS / "prompts" / "rewrite.yaml", prompts)
+    one = [("a blue square moves from top to bottom", "en")]
+
+    def asked(server, table=None, llm=None, **kw) -> int:
+        before = len(server.prompts())
+        llm = llm or LLMBackendConfig(
+            backend="openai", base_url=server.base_url, model="fake-model", max_retries=0
+        )
+        stage = RewriteStage(RewriteConfig(llm=llm, prompts=str(prompts), **kw))
+        stage.work_dir = tmp_path / "cache"
+        stage.setup()
+        stage(table or _table(one))
+        stage.teardown()
+        return len(server.prompts()) - before
+
+    with FakeOpenAIServer(echo_rewrite) as server, FakeOpenAIServer(echo_rewrite, model="other") as other:
+        assert asked(server) == 1
+        assert asked(server) == 0  # the same request: from the cache
+        as_zh = {"languages": ["en", "zh"], "table": _table([(one[0][0], "zh")])}
+        assert asked(server, **as_zh) > 0  # the language (an English reply fails as Chinese: retried)
+        assert asked(server, **as_zh) == 0  # its outcome, a fallback, is cached too
+        llm = {"backend": "openai", "base_url": server.base_url, "model": "fake-model", "max_retries": 0}
+        assert asked(server, llm=LLMBackendConfig(**llm, temperature=0.3)) == 1  # sampling
+        assert (
+            asked(server, llm=LLMBackendConfig(**{**llm, "base_url": other.base_url, "model": "other"})) == 0
+        )
+        assert len(other.prompts()) == 1  # the other model was asked: a miss
+        text = prompts.read_text("utf-8").replace("Caption:", "Caption text:")
+        prompts.write_text(text, "utf-8")
+        assert asked(server) == 1  # the prompt
+        assert asked(server) == 0
+
+
+def test_a_torn_last_cache_line_is_skipped(tmp_path, caplog):
+    """A run killed mid-write leaves half a line: the entries before it load, it is skipped."""
+    from vtcurate.models.gencache import GenerationCache
+
+    cache = GenerationCache(tmp_path)
+    cache.put_many({"a": {"text": "A."}, "b": {"text": "B."}})
+    segment = next(tmp_path.glob("*.jsonl"))
+    with open(segment, "a", encoding="utf-8") as fh:
+        fh.write('{"key": "c", "value": {"te')  # torn by a kill
+    fresh = GenerationCache(tmp_path)
+    assert fresh.get("a") == {"text": "A."} and fresh.get("b") == {"text": "B."}
+    assert fresh.get("c") is None and len(fresh) == 2
+    assert "torn line" in caplog.text
