@@ -68,9 +68,17 @@ def test_fusion_groups_consecutive_stages_of_one_kind(tmp_path):
     assert group_resources(fuse(ops)[0]).num_cpus == 1.0
 
 
+def _rejections(run_dir, stage):
+    from vtcurate.storage import read_rows
+
+    rows = read_rows(RunDir(run_dir).stage(stage).rejected_parts(), ["clip_id", "drop_reason", "drop_detail"])
+    return sorted((r["clip_id"], r["drop_reason"], r["drop_detail"]) for r in rows)
+
+
 def _assert_same_run(run_dir, local_run, runner):
     for stage in FLOW:
         assert _kept_ids(run_dir, stage) == _kept_ids(local_run, stage), stage
+        assert _rejections(run_dir, stage) == _rejections(local_run, stage), stage  # and why
     assert shard_digests(run_dir) == shard_digests(local_run)
     assert json.loads(RunDir(run_dir).run_json.read_text())["runner"]["runner"] == runner
 
