@@ -204,3 +204,27 @@ def test_clip_spans_trim_margins_and_fades():
     assert spans.spans[0] == (0.0, 30 / 25)
     all_dark = clip_spans([(0, 99)], Decoded(decoded.times, [3.0] * 100, fps=25.0), rules)
     assert all_dark.spans == [] and all_dark.dark == 1
+
+
+def test_a_video_whose_split_raises_is_rejected_alone(monkeypatch):
+    """An unexpected error while splitting one video rejects that video (stage_error), not the
+    batch: the others are still split, and the row check accepts the mix."""
+    from vtcurate.pipeline.partition import apply_stage
+
+    stage = SplitStage(SplitConfig(method="stride", stride_s=2.0, min_clip_s=1.0))
+    real = stage._spans
+
+    def flaky(row):
+        if row["clip_id"] == "bad":
+            raise RuntimeError("decoder exploded")
+        return real(row)
+
+    monkeypatch.setattr(stage, "_spans", flaky)
+    rows = [{"clip_id": c, "video": "/x.mp4", "caption": "c", "span_start": 0.0, "span_end": 4.0, "fps": 25.0}
+            for c in ("ok1", "bad", "ok2")]  # fmt: skip
+    out = apply_stage(stage, pa.Table.from_pylist(rows)).to_pylist()
+    assert [(r["clip_id"] if r["parent_id"] is None else r["parent_id"], r["drop_reason"]) for r in out] == [
+        ("ok1", None), ("ok1", None), ("bad", "stage_error"), ("ok2", None), ("ok2", None)]  # fmt: skip
+    assert "decoder exploded" in out[2]["drop_detail"]
+    only_bad = apply_stage(stage, pa.Table.from_pylist(rows[1:2])).to_pylist()  # no row has the columns
+    assert [r["drop_reason"] for r in only_bad] == ["stage_error"]

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from vtcurate.config import FaultSpec
 from vtcurate.pipeline.faults import arm, fire
-from vtcurate.stages.base import DROP_REASON, Resources, Stage, with_decisions
+from vtcurate.stages.base import DROP_REASON, Resources, Stage, column, with_decisions
 from vtcurate.storage import FRAMES, attach_frames, without_frames, write_json, write_parquet
 
 STAGE_ERROR = "stage_error"
@@ -107,7 +107,8 @@ def check_rows(stage: Stage, table: pa.Table, out: pa.Table, step: str = "the st
                 "or reordered them"
             )
         return
-    owners = [p if p is not None else c for p, c in zip(out.column("parent_id").to_pylist(), ids_out)]
+    # a row whose call raised comes back as itself, rejected, without the stage's columns
+    owners = [p if p is not None else c for p, c in zip(column(out, "parent_id"), ids_out)]
     if [k for k, _ in itertools.groupby(owners)] != ids_in or len(set(ids_out)) != len(ids_out):
         raise ConservationError(
             f"stage {stage.name}: {step} returned {out.num_rows} rows for {table.num_rows} videos "
