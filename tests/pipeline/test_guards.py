@@ -81,3 +81,16 @@ def test_a_stage_folder_that_does_not_add_up_is_stopped(demo_corpus, demo_llm, t
     with pytest.raises(ConservationError, match="langid: kept \\+ rejected != rows in"):
         run_pipeline(config, manifest, tmp_path, runner="local")
     assert not rd.stage("langid").done
+
+
+def test_a_redone_result_reports_the_node_that_wrote_the_partition(tmp_path):
+    """Ray redoes a finished task whose result was lost with its node: the op finds the partition
+    done and reports the node its done marker names, so the stats still show where work ran."""
+    source = tmp_path / "in"
+    source.mkdir()
+    pq.write_table(_table(), source / "part-00000.parquet")
+    op = Op(Broken("none"), "run", str(source), str(tmp_path / "stage"))
+    _, first = op.process("part-00000", None, node="worker-node")
+    _, again = op.process("part-00000", None, node="head-node")
+    assert (first.node, first.resumed) == ("worker-node", False)
+    assert (again.node, again.resumed) == ("worker-node", True)

@@ -192,6 +192,8 @@ class _StageRun:
         first = result.mode == self.ops[0].mode  # counted once per partition, by its first op
         if result.resumed:
             self.resumed += first
+            if result.node:  # the node that wrote it: Ray redoes a result lost with its node
+                self.nodes.add(result.node)
             return
         self.rows += result.rows_in if first else 0
         self.busy_s += result.seconds

@@ -35,6 +35,7 @@ from vtcurate.stages.base import DROP_REASON, Resources, Stage, column, with_dec
 from vtcurate.storage import FRAMES, attach_frames, without_frames, write_json, write_parquet
 
 STAGE_ERROR = "stage_error"
+NODE_KEY = b"vtcurate.node"  # parquet metadata of a done marker: the cluster node that wrote it
 MODES = ("run", "score", "apply")
 
 
@@ -179,9 +180,11 @@ class Op:
         torch = sys.modules.get("torch")  # set only where the stage uses torch (it imports it lazily)
         if torch is not None and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
-        if self.done_marker(part).exists():  # finished by an earlier invocation
-            return None, PartitionResult(self.stage.name, self.mode, part, 0, 0, 0, 0.0, 0.0,
-                                         peak_rss_mb(), node, resumed=True)  # fmt: skip
+        marker = self.done_marker(part)
+        if marker.exists():  # finished earlier: by an earlier invocation, or before a lost result was redone
+            writer = (pq.read_schema(marker).metadata or {}).get(NODE_KEY)
+            return None, PartitionResult(self.stage.name, self.mode, part, 0, 0, 0, 0.0, 0.0, peak_rss_mb(),
+                                         writer.decode() if writer else node, resumed=True)  # fmt: skip
         if table is None:
             table = self.read_input(part)
         if self.mode == "apply":
@@ -198,6 +201,10 @@ class Op:
         kept = out.filter(pc.invert(dropped))
         n_rejected = out.num_rows - kept.num_rows
         passed_on = None
+        if node:  # the done marker names the node that wrote it (a redone lost result reports it)
+            stored = stored.replace_schema_metadata(
+                {**(stored.schema.metadata or {}), NODE_KEY: node.encode()}
+            )
         if self.mode == "score":
             fire(fault)
             write_parquet(stored, self.done_marker(part))
