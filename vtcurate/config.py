@@ -88,8 +88,10 @@ class FaultSpec(Strict):
 
     stage: str = Field(..., description="stage whose worker fails")
     partition: int = Field(..., ge=0, description="partition index")
-    action: Literal["raise", "die"] = Field(
-        ..., description="raise: the partition's task raises; die: its process SIGKILLs itself"
+    action: Literal["raise", "die", "hold"] = Field(
+        ...,
+        description="raise: the partition's task raises; die: its process SIGKILLs itself; "
+        "hold: it waits until RUN_DIR/_faults/release exists (its marker names its node)",
     )
 
     @model_validator(mode="after")

@@ -20,7 +20,14 @@ OBJECT_STORE = 150 * 2**20  # small: this machine has 2 CPUs and the test starts
 
 @pytest.mark.slow
 def test_worker_node_killed_mid_stage(demo_corpus, cpu_run, tmp_path):
+    """Every key-frame partition holds (a `hold` fault) until the test releases it; the test waits
+    until the worker node holds one, removes that node, releases the rest, and checks that each
+    partition caught in flight there was redone on the head node, with the reference's shards."""
+    import pyarrow.parquet as pq
     from ray.cluster_utils import Cluster
+
+    from vtcurate.pipeline.faults import MARKERS, RELEASE
+    from vtcurate.pipeline.partition import NODE_KEY
 
     cluster = Cluster(
         initialize_head=True,
@@ -29,28 +36,38 @@ def test_worker_node_killed_mid_stage(demo_corpus, cpu_run, tmp_path):
     try:
         worker = cluster.add_node(num_cpus=2, object_store_memory=OBJECT_STORE)
         cluster.wait_for_nodes()
+        head = cluster.head_node.node_id
         run_dir = tmp_path / "run"
-        # partitions of 2 rows: many more partitions than actors, so every actor is busy when the node dies
-        overrides = ["partition_rows=2", "report.enabled=false", *CPU_STAGES]
+        holds = ", ".join(f"{{stage: keyframes, partition: {i}, action: hold}}" for i in range(64))
+        overrides = ["partition_rows=2", "report.enabled=false", *CPU_STAGES, f"faults=[{holds}]"]
         cmd = vtcurate_cmd(run_dir, demo_corpus / "manifest.jsonl", *overrides, runner="ray")
         address = cluster.address
         cmd += ["--ray-address", address]
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        kept = RunDir(run_dir).stage("keyframes").kept
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None and len(list(kept.glob("part-*"))) < 5:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        markers = run_dir / MARKERS
+
+        def held_on_worker() -> list[str]:  # partitions the worker node holds, by their markers
+            return [p.name.split("-")[1] for p in markers.glob("keyframes-*-hold")
+                    if p.read_text() == worker.node_id]  # fmt: skip
+
+        deadline = time.monotonic() + 300  # a hang guard, not a timing assumption
+        while not held_on_worker() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert proc.poll() is None, "the run ended before the worker node could be killed"
+        caught = held_on_worker()
+        assert caught, f"no key-frame partition reached the worker node (exit {proc.poll()})"
         cluster.remove_node(worker)
-        assert not RunDir(run_dir).stage("keyframes").done  # the node died in the middle of the stage
-        assert proc.wait(timeout=300) == 0
+        (markers / RELEASE).touch()
+        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-3000:]
     finally:
         cluster.shutdown()
     assert_complete_and_unique(run_dir, cpu_run(2))
-    stats = {s: json.loads(RunDir(run_dir).stage(s).stats.read_text()) for s in ("ingest", "keyframes")}
-    assert len(stats["ingest"]["worker_nodes"]) == 2  # work landed on both nodes
-    assert len(stats["keyframes"]["worker_nodes"]) == 2  # including the stage the worker node died in
+    kept = RunDir(run_dir).stage("keyframes").kept
+    for part in caught:  # in flight on the removed node, finished on the head
+        writer = pq.read_schema(kept / f"part-{int(part):05d}.parquet").metadata[NODE_KEY].decode()
+        assert writer == head, (part, writer)
+    stats = json.loads(RunDir(run_dir).stage("ingest").stats.read_text())
+    assert len(stats["worker_nodes"]) == 2  # work landed on both nodes
     info = json.loads(RunDir(run_dir).run_json.read_text())
     assert info["runner"]["address"] == address and info["runner"]["nodes"] == 2
 

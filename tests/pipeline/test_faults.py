@@ -3,6 +3,8 @@ fired the retry goes through, and the run gives the same shards as a run without
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from conftest import CPU_STAGES
 
@@ -33,6 +35,27 @@ def test_a_fault_fires_once_per_run_directory(tmp_path):
         fire(fault)
     fire(fault)  # the retry goes through
     fire(arm(faults, "langid", tmp_path, "part-00003"))  # also from another process's arming
+
+
+def test_a_hold_names_its_node_and_waits_for_the_release(tmp_path):
+    import threading
+
+    from vtcurate.pipeline.faults import RELEASE
+
+    hold = [FaultSpec(stage="keyframes", partition=1, action="hold")]
+    fault = arm(hold, "keyframes", tmp_path, "part-00001")
+    marker = Path(fault["marker"])
+    holder = threading.Thread(target=fire, args=(fault, "node-a"), daemon=True)
+    holder.start()
+    while not (marker.exists() and marker.read_text() == "node-a"):
+        assert holder.is_alive(), "the hold returned before it wrote its marker"
+        holder.join(0.01)
+    assert holder.is_alive()  # held: no release yet
+    fire(fault, "node-b")  # the retry elsewhere goes through at once, and keeps the first node
+    assert marker.read_text() == "node-a"
+    (tmp_path / "_faults" / RELEASE).touch()
+    holder.join(30)  # a hang guard
+    assert not holder.is_alive()
 
 
 @pytest.mark.slow

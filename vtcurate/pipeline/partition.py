@@ -206,7 +206,7 @@ class Op:
                 {**(stored.schema.metadata or {}), NODE_KEY: node.encode()}
             )
         if self.mode == "score":
-            fire(fault)
+            fire(fault, node)
             write_parquet(stored, self.done_marker(part))
         else:
             out_dir = Path(self.out)
@@ -214,7 +214,7 @@ class Op:
             extra = self.stage.write_partition(kept, part)
             if extra is not None:
                 write_json(extra, out_dir / "outputs" / f"{part}.json")  # StageDir.outputs
-            fire(fault)
+            fire(fault, node)
             write_parquet(stored.filter(pc.invert(dropped)), self.done_marker(part))
             passed_on = kept
         result = PartitionResult(
