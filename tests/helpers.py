@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sys
 import tarfile
+from contextlib import contextmanager
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
@@ -68,3 +70,19 @@ def vtcurate_cmd(run_dir: Path, manifest: Path, *overrides: str, runner: str = "
         cmd += ["--set", override]
     return cmd
 
+
+@contextmanager
+def linear_output_dtypes():
+    """The dtypes every nn.Linear produced inside the block: proof that autocast really ran."""
+    import torch
+
+    seen: set = set()
+    forward = torch.nn.Linear.forward
+
+    def recording(self, x):
+        out = forward(self, x)
+        seen.add(out.dtype)
+        return out
+
+    with patch.object(torch.nn.Linear, "forward", recording):
+        yield seen

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import CONFIGS
+from helpers import CONFIGS, linear_output_dtypes
 from vtcurate.config import ClipModelSpec, load_config
 
 TINY = [
@@ -200,7 +200,9 @@ def test_gpu_training_in_bf16(local_run, tmp_path):
         CONFIGS / "train-demo.yaml",
         ["train.steps=4", "train.batch_size=16", "train.device=cuda", "train.log_every=1"],
     ).train
-    info = train(cfg, local_run / "shards", tmp_path / "gpu")
+    with linear_output_dtypes() as seen:
+        info = train(cfg, local_run / "shards", tmp_path / "gpu")
+    assert torch.bfloat16 in seen, seen  # autocast ran: the layers computed in bf16
     assert info["device"].startswith("cuda") and info["steps_run"] == 4
     lines = [json.loads(x) for x in (tmp_path / "gpu" / "metrics.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(x["loss"])) for x in lines)
