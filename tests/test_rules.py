@@ -4,7 +4,10 @@ stop a hung test (`while time.monotonic() < deadline`) are not assertions and st
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
@@ -30,3 +33,16 @@ def test_the_rule_catches_timed_assertions():
     for line in ("assert seconds.ratio == 4", "assert info.duration < 11",
                  "while time.monotonic() < deadline:", "assert [t['seconds'] for t in x] == y"):  # fmt: skip
         assert not COMPARES.search(line), line
+
+
+def test_a_failed_vllm_install_is_loud_in_the_summary(tmp_path):
+    error = "ERROR: No matching distribution found for torch==2.13.0+cpu"
+    (tmp_path / ".failed-0123").write_text(f"...\n{error}\n")
+    env = {**os.environ, "VTC_VLLM_VENV": str(tmp_path)}
+    one_test = f"{__file__}::test_the_rule_catches_timed_assertions"
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", one_test],
+                         cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stdout[-2000:]
+    summary = out.stdout[out.stdout.index("vLLM TESTS DID NOT RUN"):]
+    assert error in summary
+
