@@ -17,7 +17,7 @@ from vtcurate.errors import UserError
 from vtcurate.pipeline.executor import RunDirConflict, run_pipeline
 from vtcurate.pipeline.partition import STAGE_ERROR, apply_stage
 from vtcurate.pipeline.rundir import RunDir
-from vtcurate.pipeline.stats import load_stats
+from vtcurate.pipeline.stats import accounted, load_stats
 from vtcurate.stages.base import Resources, Stage, set_column, with_decisions
 from vtcurate.storage import read_columns
 
@@ -103,71 +103,92 @@ def _hostile_media(d):
     os.symlink(d / "gone.mp4", d / "dangling.mp4")
 
 
-def test_hostile_manifest_end_to_end(tmp_path, demo_llm):
-    """Every hostile input is rejected with its own reason or normalised and kept; the run goes on;
-    rows in = kept + rejected at every stage; no tar member can leave its directory."""
+KEPT = "kept"
+# Each hostile input's fate over the whole flow: kept, or (stage, reason, words its detail must hold).
+HOSTILE = [
+    ({"video": "ok.mp4", "id": "ok"}, KEPT),
+    ({"video": "zero.mp4"}, ("ingest", "unreadable_video", ["empty file", "zero.mp4"])),
+    ({"video": "random.mp4"}, ("ingest", "unreadable_video", ["decord:", "pyav:", "Invalid data"])),
+    ("{broken json", ("ingest", "bad_manifest_row", ["invalid JSON"])),
+    ({"video": "truncated.mp4"}, ("ingest", "unreadable_video", ["decord:", "pyav:", "truncated.mp4"])),
+    ({"video": "image.mp4"}, ("ingest", "too_short", ["< min_duration 0.5s"])),
+    ({"video": "one-frame.mp4"}, ("ingest", "too_short", ["0.083s < min_duration"])),
+    ({"video": "huge.mp4"}, ("ingest", "too_large", ["4608x4096 frames > max_pixels"])),
+    ({"video": "corrupt-middle.mp4"}, ("keyframes", "decode_failed", ["pyav:", "decord:"])),
+    ({"video": "vfr.mp4", "id": "vfr"}, KEPT),
+    ({"video": "broken-audio.mp4", "id": "broken-audio"}, KEPT),
+    ({"video": "dir.mp4"}, ("ingest", "not_a_file", ["is a directory", "dir.mp4"])),
+    ({"video": "dangling.mp4"}, ("ingest", "missing_file", ["no such file", "dangling.mp4"])),
+    ({"video": "nowhere.mp4"}, ("ingest", "missing_file", ["no such file", "nowhere.mp4"])),
+    ({"video": "ok.mp4", "caption": "", "id": "empty"}, ("ingest", "empty_caption", ["no timed text"])),
+    ({"video": "ok.mp4", "caption": "a dog runs " * 10_000, "id": "huge-caption"},  # 110 KB
+     ("langid", "caption_too_long", ["30000 words > 80"])),
+    ({"video": "ok.mp4", "caption": "\u202e\u200f🐶🔥", "id": "emoji-only"},
+     ("langid", "empty_caption", ["nothing left after normalisation"])),
+    ({"video": "ok.mp4", "caption": ["not", "text"], "id": "list"},
+     ("ingest", "bad_manifest_row", ["caption is a list"])),
+    ({"video": "ok.mp4", "id": "ok"}, ("ingest", "duplicate_id", ["first seen at row 1"])),
+    ({"video": "ok.mp4", "id": "../../etc/passwd", "start": 0.2, "end": 1.8}, KEPT),
+    ({"video": "ok.mp4", "id": "nul\x00id/x"}, KEPT),
+    ({"video": "ok.mp4", "caption": "a red\x07 circle\x1b moves\x00 from left to right", "id": "ctrl"}, KEPT),
+    ({"video": "ok.mp4", "caption": "\u202ba red circle\u202c moves \u200ffrom left to right", "id": "rtl"},
+     KEPT),
+    ({"video": "ok.mp4", "id": "html",
+      "caption": "<script>alert(1)</script><b>a red circle</b> moves from left to right"}, KEPT),
+    ('{"video": "ok.mp4", "caption": "a red circle \\ud800 moves from left to right", "id": "s"}', KEPT),
+]  # fmt: skip
+
+
+def test_hostile_manifest_end_to_end(tmp_path, demo_llm, monkeypatch):
+    """Every hostile input meets its own fate over the whole flow (its reason, at its stage, with
+    the words of its detail) or is normalised and kept; the run goes on; every stage accounts for
+    its rows; an oversized frame is refused before any decoder opens it; no tar member can leave
+    its directory."""
+    from vtcurate.video import probe
+
     good = "a red circle moves from left to right"
     _hostile_media(tmp_path)
-    rows = [
-        {"video": "ok.mp4", "caption": good, "id": "ok"},
-        {"video": "zero.mp4", "caption": good},
-        {"video": "random.mp4", "caption": good},
-        {"video": "truncated.mp4", "caption": good},
-        {"video": "image.mp4", "caption": good},
-        {"video": "one-frame.mp4", "caption": good},
-        {"video": "huge.mp4", "caption": good},
-        {"video": "corrupt-middle.mp4", "caption": good},
-        {"video": "vfr.mp4", "caption": good, "id": "vfr"},
-        {"video": "broken-audio.mp4", "caption": good, "id": "broken-audio"},
-        {"video": "dir.mp4", "caption": good},
-        {"video": "dangling.mp4", "caption": good},
-        {"video": "nowhere.mp4", "caption": good},
-        {"video": "ok.mp4", "caption": "", "id": "empty"},
-        {"video": "ok.mp4", "caption": "a dog runs " * 10_000, "id": "huge-caption"},  # 110 KB
-        {"video": "ok.mp4", "caption": "\u202e\u200f🐶🔥", "id": "emoji-only"},
-        {"video": "ok.mp4", "caption": ["not", "text"], "id": "list"},
-        {"video": "ok.mp4", "caption": good, "id": "ok"},
-        {"video": "ok.mp4", "caption": good, "id": "../../etc/passwd", "start": 0.2, "end": 1.8},
-        {"video": "ok.mp4", "caption": good, "id": "nul\x00id/x"},
-        {"video": "ok.mp4", "caption": "a red\x07 circle\x1b moves\x00 from left to right", "id": "ctrl"},
-        {"video": "ok.mp4", "caption": "\u202ba red circle\u202c moves \u200ffrom left to right",
-         "id": "rtl"},
-        {"video": "ok.mp4", "id": "html",
-         "caption": "<script>alert(1)</script><b>a red circle</b> moves from left to right"},
-    ]  # fmt: skip
-    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
-    lines.insert(3, "{broken json")
-    lines.append('{"video": "ok.mp4", "caption": "a red circle \\ud800 moves from left to right", "id": "s"}')
+    lines = [row if isinstance(row, str) else json.dumps({"caption": good, **row}, ensure_ascii=False)
+             for row, _ in HOSTILE]  # fmt: skip
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(lines) + "\n")
-    # the CPU stages: the rows share one video, so dedup would rightly keep only one of them
-    stages = "stages=[ingest, langid, keyframes, shard]"
-    config = load_config(
-        CONFIGS / "demo.yaml", [*demo_llm, "partition_rows=3", "report.enabled=false", stages]
-    )
+    decoded = []  # every file a probe backend opened
+    for name, backend in list(probe.PROBES.items()):
+        monkeypatch.setitem(probe.PROBES, name, lambda src, b=backend: decoded.append(str(src)) or b(src))
+    # dedup off: the rows share one video, so it would rightly keep only one of them
+    overrides = ["partition_rows=3", "report.enabled=false", "split.method=scenedetect",
+                 "dedup.near_duplicates=false", "dedup.captions=false"]  # fmt: skip
+    config = load_config(CONFIGS / "demo.yaml", [*demo_llm, *overrides])
     run_pipeline(config, str(manifest), tmp_path / "run", runner="local")
     stats = load_stats(tmp_path / "run")
-    assert stats[0]["rows_in"] == len(lines)
+    assert [s["stage"] for s in stats] == list(FLOW) and stats[0]["rows_in"] == len(lines)
     for s in stats:
-        assert s["rows_in"] == s["kept"] + s["rejected"]
-    assert {s["stage"]: s["rejected_by_reason"] for s in stats} == {
-        "ingest": {"unreadable_video": 3, "not_a_file": 1, "missing_file": 2, "too_short": 2, "too_large": 1,
-                   "bad_manifest_row": 2, "duplicate_id": 1, "empty_caption": 1},
-        "langid": {"caption_too_long": 1, "empty_caption": 1},
-        "keyframes": {"decode_failed": 1},
-        "shard": {},
-    }  # fmt: skip
+        assert accounted(s) == s["rows_in"], s["stage"]
+    assert decoded and not any("huge.mp4" in src for src in decoded)  # too_large from the header alone
+
     rd = RunDir(tmp_path / "run")
-    rejected = read_columns([p for s in FLOW for p in rd.stage(s).rejected_parts()], ["drop_detail"])
-    assert all(rejected["drop_detail"])  # every rejection says what exactly
-    kept = read_columns(rd.stage("shard").kept_parts(), ["clip_id", "caption"])
-    assert sorted(kept["clip_id"]) == sorted(
-        ["ok", "vfr", "broken-audio", "../../etc/passwd", "nul\x00id/x", "ctrl", "rtl", "html", "s"]
-    )
-    for caption in kept["caption"]:  # control, bidi and HTML normalised away; the lone surrogate is "?"
+    fates: dict[int, list] = {}  # manifest line (1-based) -> every fate it met
+    for stage in FLOW:
+        rejected = read_columns(rd.stage(stage).rejected_parts(), ["row", "drop_reason", "drop_detail"])
+        for row, reason, detail in zip(rejected["row"], rejected["drop_reason"], rejected["drop_detail"]):
+            fates.setdefault(row, []).append((stage, reason, detail))
+    kept = read_columns(rd.stage("shard").kept_parts(), ["row", "caption_original", "sample_key"])
+    for row in kept["row"]:
+        fates.setdefault(row, []).append(KEPT)
+    assert sorted(fates) == list(range(1, len(lines) + 1))
+    for line, (_, expected) in enumerate(HOSTILE, start=1):
+        (fate,) = fates[line]  # exactly one fate per input
+        if expected == KEPT:
+            assert fate == KEPT, (line, fate)
+            continue
+        stage, reason, words = expected
+        assert fate[:2] == (stage, reason), (line, fate)
+        assert all(w in fate[2] for w in words), (line, fate[2], words)
+
+    for caption in kept["caption_original"]:  # control, bidi, HTML normalised away; a lone surrogate is "?"
         assert caption.replace("?", "").replace(" ", "") == good.replace(" ", ""), caption
     samples = shard_members(tmp_path / "run")  # also asserts no member name leaves its directory
-    assert len(samples) == len(kept["clip_id"])
+    assert sorted(samples) == sorted(kept["sample_key"])
     out = tmp_path / "extracted"
     for tar_path in (tmp_path / "run" / "shards").rglob("*.tar"):
         with tarfile.open(tar_path) as tar:
