@@ -27,6 +27,8 @@ COPY vtcurate vtcurate
 COPY configs configs
 RUN /opt/venv/bin/pip install --no-deps --force-reinstall .
 
-ENV PATH=/opt/venv/bin:$PATH VLLM_BIN=/opt/vllm/bin/vllm
+# `vllm` on the PATH (llm.vllm_executable's default) without putting vLLM's environment before ours
+RUN ln -s /opt/vllm/bin/vllm /usr/local/bin/vllm
+ENV PATH=/opt/venv/bin:$PATH
 ENTRYPOINT ["vtcurate"]
 CMD ["--help"]

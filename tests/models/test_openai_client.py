@@ -176,20 +176,10 @@ def test_custom_responder():
     assert gens[0].text == "2 messages"  # stripped
 
 
-def test_wait_ready(server, monkeypatch):
-    waits = _record_sleeps(monkeypatch, really=False)
-    client_for(server).wait_ready(timeout_s=2.0)
-    assert waits == []  # a ready server answers the first probe: no waiting
-
-
-def test_wait_ready_times_out_on_closed_port():
+def test_a_closed_port_is_a_per_row_error():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again when the block ends: nothing listens there
-    client = OpenAIChatClient(base_url=f"http://127.0.0.1:{port}/v1", model="m")
-    expected = rf"http://127.0.0.1:{port}/v1/models not ready within 0.5s \(last: ConnectionError"
-    with pytest.raises(TimeoutError, match=expected):
-        client.wait_ready(timeout_s=0.5)
     gens = OpenAIChatClient(
         base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=1, backoff_s=0.01
     ).generate([user("x")], Sampling())

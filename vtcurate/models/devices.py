@@ -17,6 +17,13 @@ def wants_gpu(device: str) -> bool:
     return torch.cuda.is_available()
 
 
+def generator_wants_gpu(llm) -> bool:
+    """Whether a worker holds a GPU for a generator (`LLMBackendConfig`): for its in-process model
+    or for the vLLM server it starts; a remote endpoint (`base_url`) needs none here."""
+    local = llm.backend == "transformers" or (llm.backend == "vllm" and not llm.base_url)
+    return local and wants_gpu(llm.device)
+
+
 def resolve_device(device: str) -> str:
     """`auto`, `cpu` or `cuda` as the device a model is loaded on, in this worker."""
     import torch

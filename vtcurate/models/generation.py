@@ -73,16 +73,6 @@ def to_openai_content(content: str | list[Message]) -> str | list[Message]:
     return parts
 
 
-def chat_text(chat: Chat) -> str:
-    """The text of a chat without its images, for hashing and logs."""
-    out = []
-    for msg in chat:
-        content = msg["content"]
-        parts = [content] if isinstance(content, str) else [p.get("text", "") for p in content]
-        out.append(f"{msg['role']}: " + " ".join(parts))
-    return "\n".join(out)
-
-
 def digest(*items: Any) -> str:
     """A stable hex digest of JSON-able items (bytes are hashed first)."""
     norm = [hashlib.sha256(i).hexdigest() if isinstance(i, bytes) else i for i in items]

@@ -92,12 +92,6 @@ def weights_sha256(path: Path) -> str:
     return hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()
 
 
-def clear_cache() -> None:
-    """Forget every loaded model (they are freed once no generator holds them)."""
-    with _LOCK:
-        _MODELS.clear()
-
-
 def _load_cached(kind: str, path: Path, device: str, load: Callable[[str], _Loaded]) -> _Loaded:
     key = (kind, str(path), device)
     with _LOCK:  # held while loading: two threads asking for the same weights load them once
@@ -222,7 +216,7 @@ class _CachedModel:
         return self._loaded
 
     def close(self) -> None:
-        # The weights stay in the process cache (loading is the expensive part); clear_cache() frees them.
+        # The weights stay in the process cache: loading is the expensive part.
         self._loaded = None
 
 

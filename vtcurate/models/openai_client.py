@@ -90,24 +90,6 @@ class OpenAIChatClient:
     def close(self) -> None:
         self._session.close()
 
-    def wait_ready(self, timeout_s: float) -> None:
-        """Poll `GET {base_url}/models` until it answers 200; raise `TimeoutError` saying why not."""
-        deadline = time.monotonic() + timeout_s
-        url = f"{self.base_url}/models"
-        while True:
-            remaining = deadline - time.monotonic()
-            try:
-                resp = self._session.get(url, timeout=max(0.05, min(5.0, remaining)))
-                if resp.status_code == 200:
-                    return
-                last = f"HTTP {resp.status_code}: {_snippet(resp.text)}"
-            except requests.RequestException as exc:
-                last = f"{type(exc).__name__}: {_snippet(str(exc))}"
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"{url} not ready within {timeout_s:g}s (last: {last})")
-            time.sleep(min(0.25, remaining))
-
     def _body(self, chat: Chat, sampling: Sampling) -> dict[str, Any]:
         # extra_body comes first so the per-call sampling, which is what gets recorded, always wins.
         body: dict[str, Any] = {

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from vtcurate.config import AuxCaptionConfig
 from vtcurate.models.backends import open_generator, sampling_of
-from vtcurate.models.devices import wants_gpu
+from vtcurate.models.devices import generator_wants_gpu, wants_gpu
 from vtcurate.models.gencache import GenerationCache
 from vtcurate.models.generation import Chat, Generator, digest, image_part
 from vtcurate.models.langid import LanguageIdentifier
@@ -44,10 +44,8 @@ class AuxCaptionStage(Stage):
         cfg = self.config
         if cfg.backend == "retrieval":
             gpu = wants_gpu(cfg.clip.device)
-        else:  # an in-process captioner, or the vLLM server this worker starts
-            gpu = (
-                cfg.backend in ("transformers", "vllm") and not cfg.llm.base_url and wants_gpu(cfg.llm.device)
-            )
+        else:
+            gpu = generator_wants_gpu(cfg.generator_config)
         gpus = 1.0 if gpu else 0.0
         return Resources(num_cpus=1.0 if cfg.backend in ("retrieval", "transformers") else 0.5,
                          num_gpus=gpus, batch_size=16)  # fmt: skip

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from vtcurate.config import RewriteConfig
 from vtcurate.models.backends import open_generator, sampling_of
-from vtcurate.models.devices import wants_gpu
+from vtcurate.models.devices import generator_wants_gpu
 from vtcurate.models.gencache import GenerationCache
 from vtcurate.models.generation import Generator, digest
 from vtcurate.models.langid import LanguageIdentifier
@@ -48,9 +48,7 @@ class RewriteStage(Stage):
     @property
     def resources(self) -> Resources:
         llm = self.config.llm
-        # a worker holds a GPU for its in-process model or for the vLLM server it starts
-        local = llm.backend == "transformers" or (llm.backend == "vllm" and not llm.base_url)
-        gpus = 1.0 if local and wants_gpu(llm.device) else 0.0
+        gpus = 1.0 if generator_wants_gpu(llm) else 0.0
         # transformers on CPU uses the worker's threads; HTTP backends mostly wait
         cpus = 1.0 if llm.backend == "transformers" else 0.5
         return Resources(num_cpus=cpus, num_gpus=gpus, batch_size=max(8, llm.batch_size))
