@@ -13,9 +13,6 @@ def file_sha256(path: str | Path) -> str:
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _CACHE:
-        h = hashlib.sha256()
         with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _CACHE[key] = h.hexdigest()
+            _CACHE[key] = hashlib.file_digest(fh, "sha256").hexdigest()
     return _CACHE[key]

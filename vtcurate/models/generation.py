@@ -9,11 +9,12 @@ failed carries its error instead of text, so one bad request never fails its bat
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
+
+from vtcurate.encoding import data_uri
 
 Message = dict[str, Any]
 Chat = list[Message]
@@ -66,7 +67,7 @@ def to_openai_content(content: str | list[Message]) -> str | list[Message]:
     parts = []
     for part in content:
         if part["type"] == "image":
-            url = "data:image/jpeg;base64," + base64.b64encode(part["image"]).decode("ascii")
+            url = data_uri(part["image"], "image/jpeg")
             parts.append({"type": "image_url", "image_url": {"url": url}})
         else:
             parts.append(part)

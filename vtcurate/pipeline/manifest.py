@@ -237,11 +237,8 @@ def manifest_digest(path: str) -> str:
     fs, fpath = fsspec.core.url_to_fs(path)
     if not fs.isfile(fpath):
         raise ManifestError(f"manifest not found: {path}")
-    digest = hashlib.sha256()
     with fs.open(fpath, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_manifest(path: str) -> Iterator[dict[str, Any]]:

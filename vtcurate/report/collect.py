@@ -6,7 +6,6 @@ with `vtcurate stats`), parquet for examples and distributions, run.json for pro
 
 from __future__ import annotations
 
-import base64
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from vtcurate.config import FLOW
+from vtcurate.encoding import data_uri
 from vtcurate.pipeline.rundir import RunDir
 from vtcurate.pipeline.stats import load_stats
 from vtcurate.report.answer_key import evaluate_answer_key
@@ -41,7 +41,7 @@ def _thumb_image(img) -> str:
     from vtcurate.video.frames import encode_jpeg, resize_short_side
 
     small = encode_jpeg(resize_short_side(img, THUMB_SIDE), 80)
-    return "data:image/jpeg;base64," + base64.b64encode(small).decode("ascii")
+    return data_uri(small, "image/jpeg")
 
 
 def _thumb(jpeg: bytes) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import io
+
+from vtcurate.encoding import data_uri
 
 PALETTE = ["#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C"]
 
@@ -26,7 +27,7 @@ def _png(fig) -> str:
     fig.tight_layout()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return data_uri(buf.getvalue(), "image/png")
 
 
 def funnel_chart(funnel: list[dict]) -> str:
