@@ -25,7 +25,9 @@ def _captions(limit: int = 2000) -> list[str]:
 
 
 def langid(reps: int) -> list[Row]:
-    """The langid stage's scoring (normalise, lid.176, Han rule, OpenCC) vs a bare lid.176 call."""
+    """The langid stage's scoring (normalise, lid.176, Han rule, Lingua on short captions, OpenCC) vs a
+    bare lid.176 call; then short captions with and without the second opinion (bench/langid_short)."""
+    from bench.langid_short import short_captions
     from vtcurate.config import LangIdConfig
     from vtcurate.models.langid import LanguageIdentifier
     from vtcurate.stages.langid import LangIdStage
@@ -41,7 +43,7 @@ def langid(reps: int) -> list[Row]:
         ratio_row(
             "langid", name, len(texts) / full, "captions/s", "bare lid.176", len(texts) / bare, note=note
         )
-    ]
+    ] + short_captions(reps)
 
 
 def clip_scoring(reps: int, batch_sizes=(1, 8, 32), name: str = "ViT-B-32") -> list[Row]:

@@ -194,6 +194,26 @@ class LangIdConfig(Strict):
         default_factory=list,
         description="extra regular expressions removed from captions (on top of the built-ins)",
     )
+    second_opinion_max_words: int = Field(
+        8,
+        ge=0,
+        description="captions of at most this many words (a Han/kana/Hangul character counts as "
+        "one) also get Lingua's language among the candidates (scoring; 0: never)",
+    )
+    second_opinion_min_confidence: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="Lingua's confidence at or above which its allowed language overrules a "
+        "rejecting lid.176 answer on a short caption",
+    )
+    second_opinion_max_rival: float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="a language lid.176 ranks first that is not allowed is overruled only while "
+        "its probability is below this",
+    )
 
     @model_validator(mode="after")
     def _per_language(self) -> LangIdConfig:

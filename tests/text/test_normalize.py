@@ -33,6 +33,28 @@ def test_normalize(raw, clean):
     assert normalize_caption(raw) == clean
 
 
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("\x1b[31mred\x1b[0m car", "red car"),  # CSI colour codes go whole, not just their ESC
+        ("\x1b[1;38;5;208morange\x1b[m cat", "orange cat"),
+        ("\x1b[2J\x1b[Ha dog runs", "a dog runs"),  # cursor moves
+        ("\x9b1mbold\x9b0m text", "bold text"),  # one-byte CSI
+        ("\x1b]0;window title\x07a dog runs", "a dog runs"),  # OSC, BEL-terminated
+        ("\x1b]8;;https://x.org\x1b\\a link\x1b]8;;\x1b\\ to a dog", "a link to a dog"),  # hyperlink
+        ("\x1b(Ba dog runs", "a dog runs"),  # charset selection
+        ("&#27;[31mred&#27;[0m car", "red car"),  # entity-escaped ESC
+        # ESC already lost upstream: colour codes go when the caption also has a reset code
+        ("[31mred[0m car", "red car"),
+        ("[1;32mOK[0m a dog runs", "OK a dog runs"),
+        ("a [3m] pole and a [5m wide] road", "a [3m] pole and a [5m wide] road"),  # no reset: words
+        ("a [m] tag", "a [m] tag"),
+    ],
+)
+def test_terminal_escapes_are_removed_whole(raw, clean):
+    assert normalize_caption(raw) == clean
+
+
 def test_extra_boilerplate_patterns():
     assert (
         normalize_caption("sunset over sea editorial use only", ("editorial use only",)) == "sunset over sea"

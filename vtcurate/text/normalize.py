@@ -33,6 +33,18 @@ _EDGE_TAG = r"(?:\d{6,}|\d{2,3} ?fps)"
 _EDGE_TAGS = re.compile(
     rf"^(?:[\s\-–—|,;:/#]*{_EDGE_TAG}\b)+|(?:\b{_EDGE_TAG}[\s\-–—|,;:/#]*)+$", re.IGNORECASE
 )
+# Terminal escapes, removed whole: CSI (colours, cursor moves: ESC [ params final), OSC (titles,
+# hyperlinks: ESC ] ... BEL or ESC \\, whose link text stays) and other two-byte escapes; also their
+# one-byte C1 forms.  Removing only the ESC (a control character) would leave "[31m" in the text.
+_ANSI = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"  # OSC, terminated
+    r"|\x1b[ -/]*[0-~]"  # other escapes: ESC ( B, ESC 7, ESC c, ...
+)
+# Colour codes whose ESC was lost upstream ("[31mred[0m"): removed only next to a reset code
+# ("[0m" / "[m"), which coloured text ends with, so "a [3m] pole" or "[5m wide]" keep their words.
+_BARE_SGR = re.compile(r"\[(?:\d{1,3}(?:;\d{1,3})*)?m(?!\])")
+_BARE_RESET = re.compile(r"\[0*m(?!\])")
 _SPACE = re.compile(r"\s+")
 _EDGE = " \t-–—|,;:/\\·•"
 
@@ -42,17 +54,26 @@ def _is_control(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cn") and ch not in "\t\n\r"
 
 
+def strip_ansi(text: str) -> str:
+    """Terminal escape sequences removed whole, and ESC-less colour codes beside a reset code."""
+    text = _ANSI.sub("", text)
+    if _BARE_RESET.search(text):
+        text = _BARE_SGR.sub("", text)
+    return text
+
+
 @lru_cache(maxsize=32)
 def _boilerplate_re(extra: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{p})" for p in BOILERPLATE + extra), re.IGNORECASE)
 
 
 def normalize_caption(text: str | None, extra_boilerplate: tuple[str, ...] = ()) -> str:
-    """NFKC, markup, URLs, emoji, control characters and stock boilerplate removed; spaces collapsed."""
+    """NFKC, markup, terminal escapes, URLs, emoji, control characters and stock boilerplate
+    removed; spaces collapsed."""
     if not text:
         return ""
     text = _SCRIPT_BLOCK.sub(" ", text)
-    text = html.unescape(_TAG.sub(" ", text))
+    text = strip_ansi(html.unescape(_TAG.sub(" ", text)))  # after unescape: "&#27;[31m" too
     text = _TAG.sub(" ", text)  # tags that were entity-escaped in the source
     text = unicodedata.normalize("NFKC", text)
     text = "".join(" " if _is_control(ch) else ch for ch in text)
