@@ -39,7 +39,7 @@ _EDGE_TAGS = re.compile(
 _ANSI = re.compile(
     r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI
     r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)"  # OSC, terminated
-    r"|\x1b[ -/]*[0-~]"  # other escapes: ESC ( B, ESC 7, ESC c, ...
+    r"|\x1b[!-/]*[0-~]"  # other escapes: ESC ( B, ESC 7, ESC c, ... (not ESC + space: a stray ESC)
 )
 # Colour codes whose ESC was lost upstream ("[31mred[0m"): removed only next to a reset code
 # ("[0m" / "[m"), which coloured text ends with, so "a [3m] pole" or "[5m wide]" keep their words.
