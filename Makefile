@@ -65,6 +65,13 @@ train-demo: setup
 ablation: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m vtcurate.demo.ablation runs/ablation --out docs
 
+# The generated docs: docs/config.md from the config models, and the benchmark table of
+# docs/benchmarks.md copied from bench/results.md (tests/test_docs.py fails while either is stale).
+.PHONY: docs
+docs: setup
+	$(BIN)/python -m vtcurate.config_doc > docs/config.md.tmp && mv docs/config.md.tmp docs/config.md
+	$(BIN)/python -m vtcurate.config_doc --include docs/benchmarks.md bench/results.md
+
 lint: setup
 	$(BIN)/ruff check vtcurate tests bench
 
