@@ -117,7 +117,7 @@ def llm_rewrite(reps: int) -> list[Row]:
     from vtcurate.models.hf_generate import TransformersChatLM
     from vtcurate.text.prompts import load_prompts, render
 
-    prompts = load_prompts(Path(__file__).resolve().parents[1] / "configs" / "prompts" / "rewrite.yaml")
+    prompts = load_prompts(None, "rewrite.yaml")
     captions = [c for c in _captions(2000) if c.isascii()][:8]
     chats = [render(prompts["en"], c) for c in captions]
     sampling = Sampling(max_tokens=40)

@@ -58,3 +58,27 @@ def test_split_bounds_are_checked():
         validate({"split": {"min_video_s": 30, "max_clip_s": 20}})
     with pytest.raises(ConfigError, match=r"split\.method"):
         validate({"split": {"method": "shotdetect"}})
+
+
+def test_a_config_without_prompt_keys_uses_vtcurates_own(tmp_path):
+    """A config of one's own, in another folder, naming no prompt file: the bundled prompts
+    (package data) are used, not a prompts/ folder beside the config."""
+    from vtcurate.stages.rewrite import RewriteStage
+
+    (tmp_path / "mine.yaml").write_text("name: mine\nrewrite: {languages: [en]}\n")
+    config = load_config(tmp_path / "mine.yaml")
+    assert config.rewrite.prompts is None
+    prompts = RewriteStage(config.rewrite)._prompts
+    assert {"en", "zh"} <= set(prompts) and "{caption}" in prompts["en"].user
+
+
+def test_every_file_a_stage_reads_is_checked_at_load(tmp_path):
+    (tmp_path / "mine.yaml").write_text("name: mine\nrewrite: {prompts: my-prompts.yaml}\n"
+                                        "aux_caption: {phrase_bank: /nowhere/phrases.txt}\n")  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "mine.yaml")
+    assert f"rewrite.prompts: file not found: {tmp_path / 'my-prompts.yaml'}" in str(err.value)
+    assert "aux_caption.phrase_bank: file not found: /nowhere/phrases.txt" in str(err.value)
+    # a stage that is not in the flow reads nothing
+    config = load_config(tmp_path / "mine.yaml", ["stages=[ingest, langid]"])
+    assert config.rewrite.prompts == str(tmp_path / "my-prompts.yaml")

@@ -349,8 +349,10 @@ class RewriteConfig(Strict):
     languages: list[str] = Field(
         ["en", "zh"], description="caption languages rewritten; others keep their caption (skipped)"
     )
-    prompts: str = Field(
-        "prompts/rewrite.yaml", description="prompt templates per language (relative: to the config file)"
+    prompts: str | None = Field(
+        None,
+        description="prompt templates per language (relative: to the config file); "
+        "null: vtcurate's own (vtcurate/prompts/rewrite.yaml)",
     )
     attempts: int = Field(2, ge=1, le=5, description="generations tried per caption before falling back")
     retry_temperature: float = Field(0.7, ge=0, description="temperature of attempts after the first")
@@ -368,8 +370,10 @@ class AuxCaptionConfig(Strict):
     llm: LLMBackendConfig = Field(
         LLMBackendConfig(), description="openai/vllm/transformers: the VLM or image-to-text model"
     )
-    prompts: str = Field(
-        "prompts/aux_caption.yaml", description="VLM prompt per language (relative: to the config file)"
+    prompts: str | None = Field(
+        None,
+        description="VLM prompt per language (relative: to the config file); "
+        "null: vtcurate's own (vtcurate/prompts/aux_caption.yaml)",
     )
     frames: Literal["all", "middle"] = Field("all", description="caption every key-frame or the middle one")
     languages: list[str] = Field(["en"], min_length=1, description="aux caption languages")
@@ -558,16 +562,27 @@ def validate(raw: dict[str, Any]) -> PipelineConfig:
 
 # Keys holding file paths; relative ones are resolved against the config file's directory.
 PATH_KEYS = (("rewrite", "prompts"), ("aux_caption", "prompts"), ("aux_caption", "phrase_bank"))
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # base of configs built without a file
 
 
-def resolve_paths(config: PipelineConfig, base: Path = CONFIG_DIR) -> PipelineConfig:
+def resolve_paths(config: PipelineConfig, base: Path) -> PipelineConfig:
     for section, key in PATH_KEYS:
         sub = getattr(config, section)
         value = getattr(sub, key)
         if value and not Path(value).is_absolute():
             setattr(sub, key, str((base / value).resolve()))
     return config
+
+
+def check_paths(config: PipelineConfig) -> None:
+    """Every file that a stage of the flow will read exists, checked before any work starts."""
+    missing = [
+        f"{section}.{key}: file not found: {value}"
+        for section, key in PATH_KEYS
+        if section in config.stages and (value := getattr(getattr(config, section), key))
+        and not Path(value).is_file()
+    ]  # fmt: skip
+    if missing:
+        raise ConfigError("; ".join(missing))
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
@@ -579,4 +594,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pipelin
         raise ConfigError(f"{path}: the top level must be a mapping")
     for assignment in overrides or []:
         apply_override(raw, assignment)
-    return resolve_paths(validate(raw), path.resolve().parent)
+    config = resolve_paths(validate(raw), path.resolve().parent)
+    check_paths(config)
+    return config

@@ -88,7 +88,7 @@ def test_rewrite_stage_starts_and_uses_vllm_serve(tmp_path):
         pytest.skip(reason)
     import pyarrow as pa
 
-    from vtcurate.config import LLMBackendConfig, PipelineConfig, RewriteConfig, resolve_paths
+    from vtcurate.config import LLMBackendConfig, RewriteConfig
     from vtcurate.models.gguf_export import export_safetensors, smollm2_gguf_path
     from vtcurate.stages.rewrite import RewriteStage
 
@@ -97,8 +97,7 @@ def test_rewrite_stage_starts_and_uses_vllm_serve(tmp_path):
         backend="vllm", model=str(model_dir), vllm_executable=str(VLLM_BIN), vllm_args=SERVER_ARGS,
         vllm_env=SERVER_ENV, max_tokens=32, concurrency=4,
     )  # fmt: skip
-    cfg = resolve_paths(PipelineConfig(rewrite=RewriteConfig(llm=llm, languages=["en"]))).rewrite
-    stage = RewriteStage(cfg)
+    stage = RewriteStage(RewriteConfig(llm=llm, languages=["en"]))
     stage.work_dir = tmp_path / "cache"
     captions = [
         "a red circle moves from left to right",

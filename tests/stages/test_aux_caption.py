@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from models.fake_openai import FakeOpenAIServer
 
-from vtcurate.config import AuxCaptionConfig, ClipModelSpec, LLMBackendConfig, PipelineConfig, resolve_paths
+from vtcurate.config import AuxCaptionConfig, ClipModelSpec, LLMBackendConfig
 from vtcurate.stages.aux_caption import AuxCaptionStage
 
 TINY = ClipModelSpec(name="vtc-tiny-vit")
@@ -37,7 +37,7 @@ def _table() -> pa.Table:
 
 
 def _stage(cfg: AuxCaptionConfig, work_dir=None) -> AuxCaptionStage:
-    stage = AuxCaptionStage(resolve_paths(PipelineConfig(aux_caption=cfg)).aux_caption)
+    stage = AuxCaptionStage(cfg)
     stage.work_dir = work_dir
     return stage
 

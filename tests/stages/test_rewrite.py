@@ -15,7 +15,7 @@ from conftest import echo_rewrite
 from models.fake_openai import FakeOpenAIServer, last_user_text
 
 from helpers import CONFIGS
-from vtcurate.config import LLMBackendConfig, RewriteConfig, resolve_paths
+from vtcurate.config import LLMBackendConfig, RewriteConfig
 from vtcurate.pipeline.rundir import RunDir
 from vtcurate.stages.rewrite import RewriteStage
 
@@ -29,15 +29,9 @@ CAPTIONS = [
 def _stage(server: FakeOpenAIServer, work_dir: Path | None, **kw) -> RewriteStage:
     llm = LLMBackendConfig(backend="openai", base_url=server.base_url, model="fake-model", max_retries=0)
     cfg = RewriteConfig(llm=llm, **kw)
-    stage = RewriteStage(resolve_paths_rewrite(cfg))
+    stage = RewriteStage(cfg)
     stage.work_dir = work_dir
     return stage
-
-
-def resolve_paths_rewrite(cfg: RewriteConfig) -> RewriteConfig:
-    from vtcurate.config import PipelineConfig
-
-    return resolve_paths(PipelineConfig(rewrite=cfg)).rewrite
 
 
 def _table(rows=CAPTIONS) -> pa.Table:
@@ -153,7 +147,7 @@ def test_real_smollm2_through_the_stage(tmp_path):
     """The transformers backend with the real SmolLM2 GGUF: every row gets a validated rewrite or
     a fallback that says why, and the model is recorded."""
     llm = LLMBackendConfig(backend="transformers", model=None, max_tokens=32, batch_size=4)
-    stage = RewriteStage(resolve_paths_rewrite(RewriteConfig(llm=llm, attempts=1)))
+    stage = RewriteStage(RewriteConfig(llm=llm, attempts=1))
     stage.work_dir = tmp_path / "cache"
     stage.setup()
     out = stage(_table()).to_pylist()
@@ -171,10 +165,10 @@ def test_real_smollm2_through_the_stage(tmp_path):
 def test_the_cache_misses_when_what_the_output_depends_on_changes(tmp_path):
     """The key covers the caption, its language, the model, the prompt and the sampling: change
     any one and the rewrite is generated again; change nothing and nothing is asked."""
-    import shutil
+    from vtcurate.text.prompts import bundled_prompts
 
     prompts = tmp_path / "prompts.yaml"
-    shutil.copy(CONFIGS / "prompts" / "rewrite.yaml", prompts)
+    prompts.write_text(bundled_prompts("rewrite.yaml").read_text("utf-8"), "utf-8")
     one = [("a blue square moves from top to bottom", "en")]
 
     def asked(server, table=None, llm=None, **kw) -> int:

@@ -57,7 +57,9 @@ class AuxCaptionStage(Stage):
 
     @cached_property
     def _prompts(self):
-        return load_prompts(self.config.prompts) if self.config.backend in ("openai", "vllm") else {}
+        if self.config.backend not in ("openai", "vllm"):
+            return {}
+        return load_prompts(self.config.prompts, "aux_caption.yaml")
 
     @cached_property
     def _generators(self) -> dict[str, Generator]:

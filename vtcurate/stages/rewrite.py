@@ -55,7 +55,7 @@ class RewriteStage(Stage):
 
     @cached_property
     def _prompts(self):
-        return load_prompts(self.config.prompts)
+        return load_prompts(self.config.prompts, "rewrite.yaml")
 
     @cached_property
     def _generator(self) -> Generator:
