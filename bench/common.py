@@ -15,6 +15,7 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent / "out"  # generated inputs and scratch (git-ignored)
 RESULTS_JSON = Path(__file__).resolve().parent / "results.json"
 RESULTS_MD = Path(__file__).resolve().parent / "results.md"
+DOCS_MD = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"  # carries results.md verbatim
 
 
 def median_time(fn: Callable[[], object], reps: int = 3, warmup: int = 1) -> float:
@@ -108,6 +109,9 @@ def write_results(rows: list[Row], suite_seconds: dict[str, float]) -> None:
     }
     RESULTS_JSON.write_text(json.dumps(payload, indent=1) + "\n")
     RESULTS_MD.write_text(markdown(payload) + "\n")
+    from vtcurate.config_doc import include
+
+    DOCS_MD.write_text(include(DOCS_MD.read_text("utf-8"), "bench/results.md", RESULTS_MD.read_text()), "utf-8")
 
 
 def _fmt(x: float | None) -> str:
