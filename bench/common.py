@@ -111,7 +111,8 @@ def write_results(rows: list[Row], suite_seconds: dict[str, float]) -> None:
     RESULTS_MD.write_text(markdown(payload) + "\n")
     from vtcurate.config_doc import include
 
-    DOCS_MD.write_text(include(DOCS_MD.read_text("utf-8"), "bench/results.md", RESULTS_MD.read_text()), "utf-8")
+    doc = include(DOCS_MD.read_text("utf-8"), "bench/results.md", RESULTS_MD.read_text("utf-8"))
+    DOCS_MD.write_text(doc, "utf-8")
 
 
 def _fmt(x: float | None) -> str:
