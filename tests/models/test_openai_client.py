@@ -73,10 +73,10 @@ def test_500_forever_fails_that_chat_only(server):
 
 
 def _record_sleeps(monkeypatch, really: bool) -> list[float]:
-    """The client's waits (its module's time.sleep only, not the fake server's threads')."""
+    """The client's waits between attempts (urllib3's Retry sleeps; not the fake server's threads')."""
     import types
 
-    import vtcurate.models.openai_client as oc
+    import urllib3.util.retry as retry
 
     waits: list[float] = []
 
@@ -85,7 +85,7 @@ def _record_sleeps(monkeypatch, really: bool) -> list[float]:
         if really:
             time.sleep(seconds)
 
-    monkeypatch.setattr(oc, "time", types.SimpleNamespace(**{**vars(time), "sleep": sleep}))
+    monkeypatch.setattr(retry, "time", types.SimpleNamespace(**{**vars(time), "sleep": sleep}))
     return waits
 
 
@@ -101,11 +101,12 @@ def test_429_honours_retry_after(server, monkeypatch):
     ("marker", "detail"),
     [("[malformed]", "not JSON"), ("[nochoices]", "no choices")],
 )
-def test_malformed_replies_retried_then_error(server, marker, detail):
-    gens = client_for(server, max_retries=2).generate([user(f"x {marker}")], Sampling())
+def test_malformed_replies_are_per_row_errors(server, marker, detail):
+    gens = client_for(server, max_retries=2).generate([user(f"x {marker}"), user("fine")], Sampling())
     assert gens[0].text is None
-    assert gens[0].error == f"malformed reply after 3 attempts: {detail}"
-    assert server.request_count == 3
+    assert gens[0].error == f"malformed reply: {detail}"
+    assert gens[1].ok
+    assert server.request_count == 2  # a well-formed HTTP 200 is not retried
 
 
 def test_400_not_retried(server):
@@ -184,3 +185,12 @@ def test_a_closed_port_is_a_per_row_error():
         base_url=f"http://127.0.0.1:{port}/v1", model="m", max_retries=1, backoff_s=0.01
     ).generate([user("x")], Sampling())
     assert gens[0].error.startswith("ConnectionError after 2 attempts: ")
+
+
+def test_retry_after_in_seconds_fractions_or_a_date_capped():
+    from vtcurate.models.openai_client import MAX_RETRY_AFTER_S, _Retry
+
+    retry = _Retry(total=1)
+    assert retry.parse_retry_after("0.2") == 0.2  # not RFC 9110, but servers send it
+    assert retry.parse_retry_after("3600") == MAX_RETRY_AFTER_S  # a worker thread never stalls an hour
+    assert retry.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0  # a date in the past

@@ -1,40 +1,39 @@
 """A `Generator` backed by any OpenAI-compatible chat server (vLLM, llama.cpp server, hosted APIs).
 
-Requests go out concurrently over one pooled `requests.Session`.  Every failure mode is handled in
-`_request`: transient ones (connection errors, timeouts, 408/429/5xx, replies that are not a chat
-completion) are retried with jittered exponential backoff; other 4xx are the caller's fault and are
-returned at once.  Either way the caller gets a `Generation` carrying the error, never an exception,
-so one bad request never fails its batch.
+Requests go out concurrently over one pooled `requests.Session`.  Transient failures (connection
+errors, timeouts, 408/429/5xx) are retried by urllib3's `Retry` on that session: exponential
+backoff with jitter, `Retry-After` honoured (capped).  What is still wrong after the last attempt, a
+4xx, or a reply that is not a chat completion comes back as a `Generation` carrying the error,
+never an exception, so one bad request never fails its batch.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError
+from urllib3.util.retry import Retry
 
 from vtcurate.models.generation import Chat, Generation, Sampling, to_openai_content
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
-MAX_RETRY_AFTER_S = 60.0  # a server asking for longer would stall a worker thread for that long
+MAX_RETRY_AFTER_S = 60  # a server asking for longer would stall a worker thread for that long
 SNIPPET_CHARS = 200
 
 
-class _Retryable(Exception):
-    """One attempt failed in a way another attempt may not (raised and caught inside `_request`)."""
-
-    def __init__(self, kind: str, detail: str = "", retry_after: float | None = None) -> None:
-        super().__init__(kind)
-        self.kind = kind
-        self.detail = detail
-        self.retry_after = retry_after
+class _Retry(Retry):
+    def parse_retry_after(self, retry_after: str) -> float:
+        try:  # servers send fractions too, which RFC 9110's delay-seconds and urllib3 do not allow
+            seconds = float(retry_after)
+        except ValueError:
+            return super().parse_retry_after(retry_after)  # an HTTP date
+        return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 class OpenAIChatClient:
@@ -63,10 +62,14 @@ class OpenAIChatClient:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.extra_body = dict(extra_body or {})
-        self._rng = random.Random()
         self._session = requests.Session()
+        retry = _Retry(
+            total=max_retries, status_forcelist=RETRY_STATUSES, allowed_methods=None,  # POST included
+            backoff_factor=backoff_s, backoff_jitter=backoff_s,  # jitter spreads a failed batch's retries
+            retry_after_max=MAX_RETRY_AFTER_S, raise_on_status=False, redirect=0,
+        )  # fmt: skip
         # One pooled connection per worker thread, so concurrent requests never queue on the pool.
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=concurrency)
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=concurrency, max_retries=retry)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         if api_key:
@@ -107,54 +110,37 @@ class OpenAIChatClient:
         return body
 
     def _request(self, body: dict[str, Any]) -> Generation:
+        """One chat through the session (which retries): its text, or the error that ended it."""
         attempts = self.max_retries + 1
-        for attempt in range(attempts):
-            try:
-                return self._attempt(body)
-            except _Retryable as exc:
-                failure = exc
-                if attempt + 1 < attempts:
-                    delay = self._delay(attempt, exc.retry_after)
-                    log.debug("%s (attempt %d/%d), retrying in %.2fs", exc.kind, attempt + 1, attempts, delay)
-                    time.sleep(delay)
-        error = f"{failure.kind} after {attempts} attempts"
-        return Generation(text=None, error=f"{error}: {failure.detail}" if failure.detail else error)
-
-    def _attempt(self, body: dict[str, Any]) -> Generation:
-        """One POST: a `Generation` (text, or a non-retryable error), or `_Retryable`."""
         try:
             resp = self._session.post(f"{self.base_url}/chat/completions", json=body, timeout=self.timeout_s)
-        except requests.Timeout as exc:
-            raise _Retryable("timeout") from exc
         except requests.RequestException as exc:
-            raise _Retryable(type(exc).__name__, _snippet(str(exc))) from exc
-        if resp.status_code in RETRY_STATUSES:
-            retry_after = _retry_after(resp) if resp.status_code in (429, 503) else None
-            raise _Retryable(f"HTTP {resp.status_code}", _snippet(resp.text), retry_after)
+            reason = exc.args[0].reason if exc.args and isinstance(exc.args[0], MaxRetryError) else exc
+            if isinstance(exc, requests.Timeout) or isinstance(reason, ReadTimeoutError):
+                return Generation(text=None, error=f"timeout after {attempts} attempts")
+            error = f"{type(exc).__name__} after {attempts} attempts: {_snippet(str(exc))}"
+            return Generation(text=None, error=error)
         if not resp.ok:
-            return Generation(text=None, error=f"HTTP {resp.status_code}: {_snippet(resp.text)}")
+            tried = len(resp.raw.retries.history) + 1 if resp.status_code in RETRY_STATUSES else 0
+            after = f" after {tried} attempts" if tried else ""
+            return Generation(text=None, error=f"HTTP {resp.status_code}{after}: {_snippet(resp.text)}")
         return _parse(resp)
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        # Jitter spreads the retries of a whole batch that failed together (e.g. a server restart).
-        delay = self.backoff_s * 2**attempt * self._rng.uniform(0.5, 1.5)
-        return max(delay, min(retry_after, MAX_RETRY_AFTER_S)) if retry_after is not None else delay
 
 
 def _parse(resp: requests.Response) -> Generation:
-    """A chat completion's first choice, or `_Retryable` when the reply is not one."""
+    """A chat completion's first choice, or an error when the reply is not one."""
     try:
         payload = resp.json()
-    except ValueError as exc:
-        raise _Retryable("malformed reply", "not JSON") from exc
+    except ValueError:
+        return Generation(text=None, error="malformed reply: not JSON")
     choices = payload.get("choices") if isinstance(payload, dict) else None
     if not isinstance(choices, list) or not choices:
-        raise _Retryable("malformed reply", "no choices")
+        return Generation(text=None, error="malformed reply: no choices")
     choice = choices[0] if isinstance(choices[0], dict) else {}
     message = choice.get("message")
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str):
-        raise _Retryable("malformed reply", "no choices[0].message.content string")
+        return Generation(text=None, error="malformed reply: no choices[0].message.content string")
     usage = payload.get("usage")
     tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
     finish = choice.get("finish_reason")
@@ -163,14 +149,6 @@ def _parse(resp: requests.Response) -> Generation:
         output_tokens=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else 0,
         extra={"finish_reason": finish} if isinstance(finish, str) else {},
     )
-
-
-def _retry_after(resp: requests.Response) -> float | None:
-    """`Retry-After` in seconds; the HTTP-date form is ignored (servers in practice send seconds)."""
-    try:
-        return max(0.0, float(resp.headers.get("Retry-After", "")))
-    except ValueError:
-        return None
 
 
 def _snippet(text: str) -> str:
