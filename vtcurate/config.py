@@ -497,11 +497,44 @@ _StageSections = create_model(
 )
 
 
+MANIFEST_COLUMNS = ("video", "caption", "id", "start", "end", "lang_hint", "subtitles", "segments")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".flv")
+
+
+class ManifestConfig(Strict):
+    """How `--input` is read: a manifest's own column names, where relative paths start, and the
+    sidecar files of a folder of videos or of WebDataset samples."""
+
+    columns: dict[Literal[MANIFEST_COLUMNS], str] = Field(  # type: ignore[valid-type]
+        default_factory=dict,
+        description="vtcurate's column -> the manifest's, e.g. {video: contentUrl, caption: name, id: videoid}",
+    )
+    video_pattern: str = Field(
+        "{}", description="the video column's value in a pattern, e.g. '{}.mp4' for ids like video7010"
+    )
+    base_uri: str | None = Field(
+        None, description="base of relative video and subtitle paths (default: the manifest's folder)"
+    )
+    caption_key: str = Field(
+        "caption", description="folders and WebDataset samples: the key of a .json sidecar holding the caption"
+    )
+    video_suffixes: list[str] = Field(
+        list(VIDEO_SUFFIXES), min_length=1, description="folders and WebDataset samples: what is a video"
+    )
+
+    @model_validator(mode="after")
+    def _pattern(self) -> ManifestConfig:
+        if self.video_pattern.count("{}") != 1:
+            raise ValueError("manifest.video_pattern needs exactly one {} for the column's value")
+        return self
+
+
 class PipelineConfig(_StageSections):
     name: str = "run"
     runner: Literal["local", "ray", "beam"] = "ray"
     partition_rows: int = Field(64, ge=1, description="rows per partition (unit of work/resume)")
     stages: list[str] = Field(list(FLOW), min_length=1)
+    manifest: ManifestConfig = ManifestConfig()
     ray: RayConfig = RayConfig()
     beam: BeamConfig = BeamConfig()
     faults: list[FaultSpec] = Field(

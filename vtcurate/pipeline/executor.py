@@ -77,7 +77,7 @@ def prepare_run_dir(rd: RunDir, config: PipelineConfig, manifest: str, fresh: bo
         if any(rd.root.iterdir()) and not rd.run_json.exists():
             raise UserError(f"--fresh refuses to delete {rd.root}: it is not a run directory (no run.json)")
         shutil.rmtree(rd.root)
-    digest = mf.manifest_digest(manifest)
+    digest = mf.manifest_digest(manifest, config.manifest)
     fp = fingerprint(config, manifest, digest)
     previous = rd.read_run_json()
     if previous and previous.get("fingerprint") != fp:
@@ -121,15 +121,16 @@ def _check_finished(rd: RunDir, name: str, upstream: str) -> dict:
     return stats
 
 
-def stage_manifest(rd: RunDir, manifest: str, partition_rows: int) -> int:
-    """Copy the manifest into parquet partitions once; a rerun reuses them."""
+def stage_manifest(rd: RunDir, manifest: str, config: PipelineConfig) -> int:
+    """Copy the input's rows into parquet partitions once; a rerun reuses them."""
     out = rd.ingest_input()
     if (out / SUCCESS).exists():
         return row_count(sorted(out.glob("part-*.parquet")))
     if out.exists():
         shutil.rmtree(out)
     rows = 0
-    for i, table in enumerate(mf.partition(mf.read_manifest(manifest), partition_rows)):
+    rows_in = mf.read_manifest(manifest, config.manifest)
+    for i, table in enumerate(mf.partition(rows_in, config.partition_rows)):
         write_parquet(table, out / f"part-{i:05d}.parquet")
         rows += table.num_rows
     touch(out / SUCCESS)
@@ -248,7 +249,7 @@ def _partitions(rd: RunDir, first: _StageRun, config: PipelineConfig, manifest: 
     """The partition names: every stage has the same ones (a partition keeps its name through the
     flow), from the staged manifest or the first stage's finished upstream."""
     if first.stage.reads_manifest:
-        stage_manifest(rd, manifest, config.partition_rows)
+        stage_manifest(rd, manifest, config)
     return sorted(p.stem for p in first.source.glob("part-*.parquet"))
 
 

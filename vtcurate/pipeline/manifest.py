@@ -1,4 +1,5 @@
-"""Read a manifest (jsonl, csv or parquet; local path or fsspec URL) into row partitions.
+"""Read a manifest (jsonl, csv or parquet; local path or fsspec URL), a folder of videos or
+WebDataset tars (`vtcurate.pipeline.inputs`) into row partitions.
 
 Columns: `video` and `caption` (required), `id`, `start`, `end`, `lang_hint` (optional), and a
 video's timed text (optional, for the split stage): `subtitles`, the path or URL of an SRT/VTT file
@@ -7,6 +8,9 @@ string in a CSV cell).  A row with timed text may leave `caption` empty.  A miss
 column fails before any work.  A row that cannot be parsed is not dropped: it
 becomes a row with `manifest_error` set, which `ingest` rejects with that reason.  Duplicate clip
 ids are marked here, where the whole manifest streams past once.
+
+A manifest with its own column names is read through `manifest.columns` (vtcurate's name -> the
+file's), its video column through `manifest.video_pattern`, relative paths from `manifest.base_uri`.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from vtcurate.config import ManifestConfig
 from vtcurate.errors import UserError
+from vtcurate.pipeline import inputs
 
 REQUIRED = ("video", "caption")
 CSV_FIELD_LIMIT = 64 * 1024 * 1024
@@ -58,14 +64,34 @@ def _format(path: str) -> str:
     raise ManifestError(f"{path}: unknown manifest format (expected .jsonl, .json, .csv or .parquet)")
 
 
-def _check_columns(columns: list[str] | set[str], path: str) -> None:
-    missing = [c for c in REQUIRED if c not in columns]
+def _check_columns(columns: list[str] | set[str], path: str, cfg: ManifestConfig) -> None:
+    missing = [cfg.columns.get(c, c) for c in REQUIRED if cfg.columns.get(c, c) not in columns]
     if missing:
-        raise ManifestError(f"{path}: manifest is missing required column(s) {missing}")
+        mapped = " (manifest.columns maps vtcurate's names to the file's)" if cfg.columns else ""
+        raise ManifestError(f"{path}: manifest is missing required column(s) {missing}{mapped}")
 
 
-def _raw_rows(path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
-    """Yield dict rows, or (error_code, detail) for rows that cannot be parsed."""
+def _mapped(raw: dict[str, Any], cfg: ManifestConfig) -> dict[str, Any]:
+    """The row under vtcurate's column names: a mapped column replaces any column of that name."""
+    if not cfg.columns and cfg.video_pattern == "{}":
+        return raw
+    row = {k: v for k, v in raw.items() if k not in cfg.columns}
+    for ours, theirs in cfg.columns.items():
+        row[ours] = raw.get(theirs)
+    video = row.get("video")
+    if isinstance(video, (str, int)) and not isinstance(video, bool) and str(video).strip():
+        row["video"] = cfg.video_pattern.format(str(video).strip())
+    return row
+
+
+def _raw_rows(path: str, cfg: ManifestConfig) -> Iterator[dict[str, Any] | tuple[str, str]]:
+    """Yield dict rows under vtcurate's column names, or (error_code, detail) for rows that cannot
+    be parsed."""
+    for row in _file_rows(path, cfg):
+        yield row if isinstance(row, tuple) else _mapped(row, cfg)
+
+
+def _file_rows(path: str, cfg: ManifestConfig) -> Iterator[dict[str, Any] | tuple[str, str]]:
     import fsspec
 
     fmt = _format(path)
@@ -74,7 +100,7 @@ def _raw_rows(path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
 
         with fsspec.open(path, "rb") as fh:
             pf = pq.ParquetFile(fh)
-            _check_columns(pf.schema_arrow.names, path)
+            _check_columns(pf.schema_arrow.names, path, cfg)
             for batch in pf.iter_batches(batch_size=4096):
                 yield from batch.to_pylist()
         return
@@ -85,7 +111,7 @@ def _raw_rows(path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
         if fmt == "csv":
             csv.field_size_limit(CSV_FIELD_LIMIT)  # long captions are langid's to reject
             reader = csv.DictReader(text)
-            _check_columns(reader.fieldnames or [], path)
+            _check_columns(reader.fieldnames or [], path, cfg)
             for row in reader:
                 if None in row:  # more cells than header columns
                     yield ("bad_manifest_row", f"{len(row[None])} cells beyond the header")
@@ -93,26 +119,26 @@ def _raw_rows(path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
                     yield row
             return
         if fmt == "json":
-            yield from _json_array(text.read(), path)
+            yield from _json_array(text.read(), path, cfg)
             return
-        yield from _jsonl(text, path)
+        yield from _jsonl(text, path, cfg)
 
 
 def _not_object(value: Any) -> tuple[str, str]:
     return ("bad_manifest_row", f"expected a JSON object, got {type(value).__name__}")
 
 
-def _json_array(body: str, path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
+def _json_array(body: str, path: str, cfg: ManifestConfig) -> Iterator[dict[str, Any] | tuple[str, str]]:
     try:
         records = json.loads(body)
     except json.JSONDecodeError as err:
         raise ManifestError(f"{path}: not a JSON array ({err}); use .jsonl for one object per line") from None
     if not isinstance(records, list):
         raise ManifestError(f"{path}: expected a JSON array of objects, got {type(records).__name__}")
-    yield from _checked((r if isinstance(r, dict) else _not_object(r) for r in records), path)
+    yield from _checked((r if isinstance(r, dict) else _not_object(r) for r in records), path, cfg)
 
 
-def _jsonl(lines, path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
+def _jsonl(lines, path: str, cfg: ManifestConfig) -> Iterator[dict[str, Any] | tuple[str, str]]:
     def parsed():
         for line in lines:
             if not line.strip():
@@ -124,10 +150,10 @@ def _jsonl(lines, path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
                 continue
             yield row if isinstance(row, dict) else _not_object(row)
 
-    yield from _checked(parsed(), path)
+    yield from _checked(parsed(), path, cfg)
 
 
-def _checked(rows, path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
+def _checked(rows, path: str, cfg: ManifestConfig) -> Iterator[dict[str, Any] | tuple[str, str]]:
     """JSON has no header: a row lacking a key has it null, and a required key that no row has
     fails the manifest once all rows are read (still before any stage runs)."""
     seen: set[str] = set()
@@ -135,7 +161,7 @@ def _checked(rows, path: str) -> Iterator[dict[str, Any] | tuple[str, str]]:
         if isinstance(row, dict):
             seen.update(row)
         yield row
-    _check_columns(seen, path)
+    _check_columns(seen, path, cfg)
 
 
 def _float(value: Any) -> float | None:
@@ -230,10 +256,17 @@ def resolve_input(path: str) -> str:
     return path if "://" in path else str(Path(path).resolve())
 
 
-def manifest_digest(path: str) -> str:
-    """sha256 of the manifest's bytes: a resumed run must read the same manifest, not just the same name."""
+def manifest_digest(path: str, cfg: ManifestConfig | None = None) -> str:
+    """sha256 of what the input holds: a manifest's bytes, or the listing a folder or WebDataset
+    tars stand for (`listing`).  A resumed run must read the same input, not just the same name."""
     import fsspec
 
+    cfg = cfg or ManifestConfig()
+    if inputs.kind(path) != "manifest":
+        digest = hashlib.sha256()
+        for row in listing(path, cfg):
+            digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+        return digest.hexdigest()
     fs, fpath = fsspec.core.url_to_fs(path)
     if not fs.isfile(fpath):
         raise ManifestError(f"manifest not found: {path}")
@@ -241,16 +274,36 @@ def manifest_digest(path: str) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def read_manifest(path: str) -> Iterator[dict[str, Any]]:
-    """Every manifest row, normalised to SCHEMA, duplicates and parse errors marked."""
+def listing(path: str, cfg: ManifestConfig) -> Iterator[dict[str, Any] | tuple[str, str]]:
+    """The raw rows `path` stands for, under vtcurate's column names."""
     import fsspec
 
+    found = inputs.kind(path)
+    if found == "folder":
+        return inputs.folder_rows(path, cfg)
+    if found == "webdataset":
+        return inputs.webdataset_rows(path, cfg)
     fs, fpath = fsspec.core.url_to_fs(path)
     if not fs.isfile(fpath):
         raise ManifestError(f"manifest not found: {path}")
-    base = posixpath.dirname(path) if "://" in path else str(Path(path).resolve().parent)
+    return _raw_rows(path, cfg)
+
+
+def _base(path: str, cfg: ManifestConfig) -> str:
+    """Where relative paths start: base_uri, a folder input itself, or the manifest's folder."""
+    if cfg.base_uri:
+        return cfg.base_uri if "://" in cfg.base_uri else str(Path(cfg.base_uri).resolve())
+    if inputs.kind(path) == "folder":
+        return path.rstrip("/") if "://" in path else str(Path(path).resolve())
+    return posixpath.dirname(path) if "://" in path else str(Path(path).resolve().parent)
+
+
+def read_manifest(path: str, cfg: ManifestConfig | None = None) -> Iterator[dict[str, Any]]:
+    """Every input row, normalised to SCHEMA, duplicates and parse errors marked."""
+    cfg = cfg or ManifestConfig()
+    rows, base = listing(path, cfg), _base(path, cfg)
     seen: dict[str, int] = {}
-    for n, raw in enumerate(_raw_rows(path), start=1):
+    for n, raw in enumerate(rows, start=1):
         if isinstance(raw, tuple):
             row = dict.fromkeys(SCHEMA.names)
             row.update(

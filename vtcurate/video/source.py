@@ -52,7 +52,8 @@ def open_video(uri: str) -> Iterator[str | IO[bytes]]:
     import fsspec
 
     try:
-        fh = fsspec.open(uri, "rb").open()
+        opened = fsspec.open(uri, "rb")  # kept referenced: a chained URL (tar://m::x.tar) closes with it
+        fh = opened.open()
     except FileNotFoundError as err:
         raise VideoSourceError("missing_file", f"{uri}: {err}") from None
     except Exception as err:  # noqa: BLE001 - any transport error is a per-row rejection
@@ -67,14 +68,15 @@ def open_video(uri: str) -> Iterator[str | IO[bytes]]:
 FINAL = ("no_video_stream", "too_large")
 
 
-def first_success(uri: str, backends: list[str], read: Callable, code: str):
+def first_success(uri: str, backends: list[str], read: Callable, code: str, errors: list[str] | None = None):
     """`read(name, src)` with each backend in turn on the opened source; the first result wins.
 
     Decoder errors vary by library and file, so any exception moves on to the next backend; a
     VideoSourceError that says the file has no video stream or too large frames is final.  All
-    failing raises VideoSourceError(code) listing every backend's error.
+    failing raises VideoSourceError(code) listing every backend's error.  `errors`, if given,
+    receives the errors of the backends tried before the one that answered.
     """
-    errors = []
+    errors = [] if errors is None else errors
     with open_video(uri) as src:
         for name in backends:
             try:
