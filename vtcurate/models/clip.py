@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from vtcurate.checksums import file_sha256
 from vtcurate.config import ClipModelSpec
 from vtcurate.errors import UserError
+from vtcurate.models.devices import autocast, precision, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +41,6 @@ def _register_bundled() -> None:
     import open_clip
 
     open_clip.add_model_config(str(resources.files("vtcurate.models").joinpath(BUNDLED_CONFIGS)))
-
-
-def _device(spec: ClipModelSpec) -> str:
-    if spec.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if spec.device == "cuda" and not torch.cuda.is_available():
-        raise ClipLoadError("clip model: device cuda requested but CUDA is not available")
-    return spec.device
-
-
-def _precision(spec: ClipModelSpec, device: str) -> str:
-    if spec.precision == "auto":
-        return "bf16" if device == "cuda" else "fp32"
-    return spec.precision
 
 
 def save_checkpoint(model: torch.nn.Module, path: str | Path, *, trained: bool, note: str = "") -> Path:
@@ -117,8 +104,8 @@ class ClipModel:
 
     def __init__(self, spec: ClipModelSpec) -> None:
         self.spec = spec
-        self.device = _device(spec)
-        self.precision = _precision(spec, self.device)
+        self.device = resolve_device(spec.device, f"clip model {spec.name}: device")
+        self.precision = precision(self.device, spec.precision)
         model, self.preprocess, self.tokenizer, info = create_clip(spec, self.device, self.precision)
         self.model = model.eval()
         self.random_weights = info["random_weights"]
@@ -133,10 +120,8 @@ class ClipModel:
         return f"{self.spec.name}:{sha[:12] if sha else self.spec.pretrained or 'random'}"
 
     def _autocast(self):
-        if self.device == "cuda" and self.precision in ("fp16", "bf16"):
-            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-            return torch.autocast("cuda", dtype=dtype)
-        return torch.autocast("cpu", enabled=False)
+        # autocast on CUDA only: on the CPU a half precision is open_clip's cast of the weights
+        return autocast(self.device, self.precision if self.device == "cuda" else "fp32")
 
     @torch.inference_mode()
     def embed_images(self, jpegs: list[bytes]) -> np.ndarray:

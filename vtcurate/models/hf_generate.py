@@ -39,7 +39,7 @@ from typing import Any
 
 from vtcurate.checksums import file_sha256
 from vtcurate.errors import UserError
-from vtcurate.models.devices import resolve_device
+from vtcurate.models.devices import DTYPES, precision, resolve_device
 from vtcurate.models.generation import Chat, Generation, Sampling
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class _Loaded:
 
 
 def _dtype_name(device: str) -> str:
-    return "bfloat16" if device == "cuda" else "float32"
+    return DTYPES[precision(device)]
 
 
 def is_random_init(path: Path) -> bool:

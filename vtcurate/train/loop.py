@@ -27,6 +27,7 @@ import torch
 from vtcurate.config import TrainConfig, VideoModelConfig
 from vtcurate.errors import UserError
 from vtcurate.models.clip import save_checkpoint
+from vtcurate.models.devices import autocast, precision, resolve_device
 from vtcurate.models.video_clip import VideoCLIP
 from vtcurate.storage import save_torch, write_json
 from vtcurate.train.data import Collate, train_loader
@@ -43,9 +44,7 @@ class Dist:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))
-        cuda = torch.cuda.is_available() and device_pref != "cpu"
-        if device_pref == "cuda" and not torch.cuda.is_available():
-            raise UserError("train.device is cuda but CUDA is not available")
+        cuda = resolve_device(device_pref, "train.device") == "cuda"
         self.device = f"cuda:{local}" if cuda else "cpu"
         if cuda:
             torch.cuda.set_device(local)
@@ -59,11 +58,6 @@ class Dist:
     def barrier(self) -> None:
         if self.world > 1:
             torch.distributed.barrier()
-
-
-def _autocast(cfg: TrainConfig, device: str):
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.startswith("cuda"))
-    return torch.autocast(device.split(":")[0], dtype=torch.bfloat16) if bf16 else nullcontext()
 
 
 def _optimizer(model: VideoCLIP, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -186,7 +180,7 @@ def train(cfg: TrainConfig, shards_dir: str | Path, out_dir: str | Path) -> dict
             for micro in range(cfg.grad_accum):
                 batch = {k: v.to(dist.device) if torch.is_tensor(v) else v for k, v in next(batches).items()}
                 sync = nullcontext() if dist.world == 1 or micro == cfg.grad_accum - 1 else ddp.no_sync()
-                with sync, _autocast(cfg, dist.device):
+                with sync, autocast(dist.device, precision(dist.device, cfg.precision)):
                     result = ddp(batch, loss_fn)
                 (result["loss"] / cfg.grad_accum).backward()
                 for k, v in result.items():
