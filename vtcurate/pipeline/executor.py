@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
 import shutil
 import time
@@ -25,6 +26,7 @@ from vtcurate.config import FLOW, TRAIN, PipelineConfig
 from vtcurate.errors import UserError
 from vtcurate.pipeline import manifest as mf
 from vtcurate.pipeline.partition import ConservationError, Op, PartitionResult, peak_rss_mb
+from vtcurate.pipeline.preflight import preflight
 from vtcurate.pipeline.progress import Progress
 from vtcurate.pipeline.rundir import SUCCESS, RunDir, StageDir
 from vtcurate.pipeline.runners import make_runner
@@ -361,10 +363,13 @@ def run_pipeline(
     bad = [s for s in selected if s not in config.stages]
     if bad:
         raise UserError(f"--stages {bad} are not in the config's stages {config.stages}")
+    runner = runner or config.runner
+    remote = runner == "ray" and bool(ray_address or config.ray.address or os.environ.get("RAY_ADDRESS"))
+    preflight(config, selected, check_gpus=not remote)  # a remote cluster's GPUs: checked by its runner
     selected = sorted((s for s in selected if s != TRAIN), key=FLOW.index)
     info = prepare_run_dir(rd, config, manifest, fresh)
     results: dict[str, dict] = {}
-    with make_runner(runner or config.runner, config, ray_address, rd.root) as run:
+    with make_runner(runner, config, ray_address, rd.root) as run:
         info["runner"] = run.describe()
         invocation = {
             "started": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -98,6 +98,12 @@ class AuxCaptionStage(Stage):
     def _cache(self) -> GenerationCache:
         return GenerationCache(self.work_dir if self.config.cache and self.work_dir else None)
 
+    def preflight(self) -> list[str]:
+        from vtcurate.models.availability import clip_problem
+
+        problem = clip_problem(self.config.clip) if self.config.backend == "retrieval" else None
+        return [f"aux_caption.clip: {problem}"] if problem else []
+
     def setup(self) -> None:
         _ = self._prompts, self._generators
 

@@ -78,6 +78,11 @@ class Stage:
     def resources(self) -> Resources:
         return Resources()
 
+    def preflight(self) -> list[str]:
+        """What setup() would lack here (models, weights, packages), each naming its config key:
+        checked in the driver before any work, in seconds, without loading anything."""
+        return []
+
     def setup(self) -> None:
         """Load models; called once per worker before the first batch."""
 

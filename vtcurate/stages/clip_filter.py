@@ -69,6 +69,12 @@ class ClipFilterStage(Stage):
         models = self.config.models
         return models.get(lang or "") or models.get("*")
 
+    def preflight(self) -> list[str]:
+        from vtcurate.models.availability import clip_problem
+
+        problems = ((lang, clip_problem(spec)) for lang, spec in self.config.models.items())
+        return [f"clip_filter.models.{lang}: {problem}" for lang, problem in problems if problem]
+
     def setup(self) -> None:
         from vtcurate.models.clip import load_clip  # torch: not for workers that only apply a plan
 

