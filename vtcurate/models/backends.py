@@ -84,7 +84,8 @@ class ServedGenerator:
 def open_generator(cfg: LLMBackendConfig, kind: Literal["chat", "caption"]) -> Generator:
     """A loaded generator; callers close() it in their teardown."""
     if cfg.backend == "transformers":
-        from vtcurate.models.hf_generate import TransformersChatLM, TransformersImageCaptioner
+        from vtcurate.models.hf_caption import TransformersImageCaptioner
+        from vtcurate.models.hf_chat import TransformersChatLM
 
         cls = TransformersChatLM if kind == "chat" else TransformersImageCaptioner
         return cls(model=cfg.model, device=cfg.device, batch_size=cfg.batch_size)
