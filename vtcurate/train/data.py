@@ -11,7 +11,6 @@ sequence), then mixed in a shuffle buffer, so English and Chinese shards share b
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,7 +35,9 @@ def _images_to_tensor(images, preprocess: Callable) -> torch.Tensor:
 def decode_shard_sample(sample: dict, preprocess: Callable, max_aux: int) -> Sample:
     from PIL import Image
 
-    images = [Image.open(io.BytesIO(sample[k])).convert("RGB") for k in frame_members(sample)]
+    from vtcurate.video.frames import decode_jpeg
+
+    images = [Image.fromarray(decode_jpeg(sample[k])) for k in frame_members(sample)]
     meta = json.loads(sample["json"])
     return {
         "frames": _images_to_tensor(images, preprocess),

@@ -23,10 +23,14 @@ def phash(grey: np.ndarray) -> int:
 
 
 def frame_fingerprint(jpeg: bytes, min_std: float) -> tuple[int, bytes] | None:
-    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
+    from vtcurate.video.frames import decode_jpeg
+    from vtcurate.video.source import VideoSourceError
+
+    try:
+        img = decode_jpeg(jpeg)
+    except VideoSourceError:
         return None
-    grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     if float(grey.std()) < min_std:
         return None
     thumb = cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_AREA)

@@ -268,6 +268,16 @@ def resize_short_side(image: np.ndarray, short_side: int) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
+def decode_jpeg(data: bytes) -> np.ndarray:
+    """The RGB image (H x W x 3 uint8) of a JPEG: the one decoder of stored key-frames."""
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise VideoSourceError("decode_failed", "not a decodable JPEG")
+    return np.ascontiguousarray(image[:, :, ::-1])
+
+
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     import cv2
 
