@@ -5,19 +5,39 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
 
+def _shorter_flow_command(args: argparse.Namespace, flow: list[str]) -> str:
+    """This `vtcurate run` command with `--stages` replaced by a config whose stages are `flow`."""
+    cmd = ["vtcurate", *(["-" + "v" * args.verbose] if args.verbose else []), "run", args.config]
+    cmd += ["--input", args.input, "--run-dir", args.run_dir]
+    cmd += ["--runner", args.runner] if args.runner else []
+    for assignment in args.set:
+        if assignment.partition("=")[0].strip() != "stages":
+            cmd += ["--set", assignment]
+    cmd += ["--set", f"stages=[{','.join(flow)}]"]
+    cmd += ["--ray-address", args.ray_address] if args.ray_address else []
+    cmd += ["--fresh"] if args.fresh else []
+    return shlex.join(cmd)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from vtcurate.config import load_config
+    from vtcurate.errors import UserError
+    from vtcurate.pipeline.executor import StageSelectionError
     from vtcurate.pipeline.stats import format_funnel
     from vtcurate.workflow import run
 
     config = load_config(args.config, args.set)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()] if args.stages else None
-    stats = run(config, args.input, args.run_dir, runner=args.runner, stages=stages,
-                ray_address=args.ray_address, fresh=args.fresh)  # fmt: skip
+    try:
+        stats = run(config, args.input, args.run_dir, runner=args.runner, stages=stages,
+                    ray_address=args.ray_address, fresh=args.fresh)  # fmt: skip
+    except StageSelectionError as err:
+        raise UserError(f"{err}, that is:\n  {_shorter_flow_command(args, err.flow)}") from None
     print(format_funnel(stats))
     shards = Path(args.run_dir) / "shards" / "index.json"
     if shards.exists():
@@ -140,9 +160,12 @@ def _cmd_train_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+VERBOSE = "also other libraries' INFO lines, and vtcurate's DEBUG ones; -vv: DEBUG from all"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vtcurate", description="Bilingual video-text data curation.")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE)
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the configured stages over a manifest")
@@ -157,7 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set langid.min_confidence.en=0.6",
     )
-    run.add_argument("--stages", help="comma-separated subset of the config's stages, in flow order")
+    run.add_argument(
+        "--stages",
+        help="run only these of the config's stages (comma-separated), to resume or redo part of a run: "
+        "each still reads the stage before it in the config, selected or finished in the run "
+        "directory.  A shorter flow is the config's: --set 'stages=[ingest,langid,keyframes,shard]'",
+    )
     run.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS or embedded)")
     run.add_argument("--fresh", action="store_true", help="discard what the run directory holds")
     run.set_defaults(func=_cmd_run)
@@ -210,16 +238,35 @@ def build_parser() -> argparse.ArgumentParser:
     tdemo.add_argument("--mismatch", type=float, default=0.2, help="share of clips with a wrong caption")
     tdemo.add_argument("--seed", type=int, default=0)
     tdemo.set_defaults(func=_cmd_train_demo_data)
+    for command in sub.choices.values():  # also after the command: `vtcurate run ... -v`
+        command.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=VERBOSE)
     return p
+
+
+# Ray warns at every start of an embedded cluster that it turned token authentication on (its
+# default; RAY_AUTH_MODE=disabled opts out): a notice about Ray, not about the run.
+RAY_TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def configure_logging(verbose: int) -> None:
+    """vtcurate's own progress, warnings and errors; other libraries' warnings and errors (open_clip
+    logs a dozen INFO lines through the root logger per model loaded).  -v: their INFO lines too,
+    and vtcurate's DEBUG; -vv: DEBUG from everything.  A program that calls main() with logging
+    already set up (pytest too) keeps its own."""
+    if logging.getLogger().handlers:
+        return
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    logging.getLogger("vtcurate").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger(RAY_TOKEN_AUTH_LOGGER).setLevel(logging.NOTSET if verbose else logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    configure_logging(args.verbose)
     from vtcurate.errors import UserError
 
     try:

@@ -17,13 +17,20 @@ from vtcurate.storage import write_json
 
 log = logging.getLogger(__name__)
 
+SHARD = "shard"  # the stage whose shards training reads
+
 
 def run(config: PipelineConfig, manifest: str, run_dir: str | Path, **options) -> list[dict]:
     """Curate (`options` as for run_pipeline), train (if selected) and report; return the
     curation stages' stats."""
-    stats = run_pipeline(config, manifest, run_dir, **options)
     rd = RunDir(Path(run_dir).resolve())
-    if TRAIN in (options.get("stages") or config.stages):
+    selected = options.get("stages") or config.stages
+    shards_made = SHARD in selected or ((rd.shards / "index.json").exists() and not options.get("fresh"))
+    if TRAIN in selected and TRAIN in config.stages and not shards_made:  # before any work
+        raise UserError(f"stage {TRAIN} needs the shards of the {SHARD} stage, not found in {rd.root}: "
+                        f"select {SHARD} too")  # fmt: skip
+    stats = run_pipeline(config, manifest, run_dir, **options)
+    if TRAIN in selected:
         from vtcurate.train.loop import train as train_model
 
         if not (rd.shards / "index.json").exists():

@@ -48,6 +48,15 @@ class RunDirConflict(UserError):
     """The run directory holds a run of a different config or input."""
 
 
+class StageSelectionError(UserError):
+    """`stages` picks stages that cannot run as part of the config's flow; `flow` is the flow
+    that would run them on their own (each reading the nearest one before it)."""
+
+    def __init__(self, message: str, flow: list[str]) -> None:
+        super().__init__(message)
+        self.flow = flow
+
+
 def package_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -110,6 +119,37 @@ def _upstream(name: str, config: PipelineConfig) -> str:
     """What a stage reads: the manifest (ingest) or the nearest earlier stage of the config."""
     earlier = [s for s in config.stages if s in FLOW and FLOW.index(s) < FLOW.index(name)]
     return earlier[-1] if earlier else "manifest"
+
+
+def check_selection(rd: RunDir, config: PipelineConfig, selected: list[str], fresh: bool) -> None:
+    """Before any work: `selected` picks stages of the config's flow (to run part of it, resume it
+    or redo a stage), so each one that will run reads the stage before it in the config, which must
+    be selected too or finished in the run directory.  It does not make a shorter flow: that is
+    the config's `stages`, which the error names."""
+    unknown = [s for s in selected if s not in FLOW and s != TRAIN]
+    if unknown:
+        raise UserError(f"--stages {unknown}: unknown stage(s); the flow is {list(FLOW)}, then {TRAIN}")
+    flow = sorted(set(selected), key=lambda s: len(FLOW) if s == TRAIN else FLOW.index(s))
+    hint = (
+        "run a shorter flow, where each stage reads the nearest one before it, by setting the "
+        f"config's stages (--set 'stages=[{','.join(flow)}]')"
+    )
+    bad = [s for s in flow if s not in config.stages]
+    if bad:
+        raise StageSelectionError(
+            f"--stages {bad} are not in the config's stages {config.stages}; {hint}", flow
+        )
+    for name in flow:
+        if name == TRAIN or (rd.stage(name).done and not fresh):
+            continue
+        upstream = _upstream(name, config)
+        if upstream != "manifest" and upstream not in flow and (fresh or not rd.stage(upstream).done):
+            raise StageSelectionError(
+                f"stage {name} needs {upstream}, the stage before it in the config's stages "
+                f"{config.stages}, and {upstream} is neither selected nor finished in {rd.root}. "
+                f"--stages runs part of the config's flow: select {upstream} too, or {hint}",
+                flow,
+            )
 
 
 def _check_finished(rd: RunDir, name: str, upstream: str) -> dict:
@@ -360,9 +400,7 @@ def run_pipeline(
     rd = RunDir(Path(run_dir).resolve())  # workers on other nodes must not resolve it against their cwd
     manifest = mf.resolve_input(manifest)
     selected = stages or config.stages
-    bad = [s for s in selected if s not in config.stages]
-    if bad:
-        raise UserError(f"--stages {bad} are not in the config's stages {config.stages}")
+    check_selection(rd, config, selected, fresh)
     runner = runner or config.runner
     remote = runner == "ray" and bool(ray_address or config.ray.address or os.environ.get("RAY_ADDRESS"))
     preflight(config, selected, check_gpus=not remote)  # a remote cluster's GPUs: checked by its runner
