@@ -148,6 +148,41 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_manifest(args: argparse.Namespace) -> int:
+    from vtcurate.config import load_config, validate
+    from vtcurate.pipeline.manifest import write_manifest
+
+    config = load_config(args.config, args.set) if args.config else validate({})
+    rows = write_manifest(args.input, args.out, config.manifest)
+    print(f"{rows} rows: {args.out}")
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from vtcurate.config import load_config
+    from vtcurate.pipeline.preflight import preflight
+
+    config = load_config(args.config, args.set)
+    preflight(config, config.stages)
+    print(f"{args.config}: every model, weight, file and GPU its stages need is here")
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from vtcurate.report.diff import diff, format_diff
+
+    for run in (args.run_a, args.run_b):
+        if not (Path(run) / "run.json").exists():
+            print(f"vtcurate: error: {run} is not a run directory (no run.json)", file=sys.stderr)
+            return 2
+    entries = diff(args.run_a, args.run_b)
+    if args.json:
+        print(json.dumps(entries, indent=1, ensure_ascii=False))
+    else:
+        print(format_diff(args.run_a, args.run_b, entries))
+    return 0
+
+
 def _cmd_train_demo_data(args: argparse.Namespace) -> int:
     from vtcurate.demo.train_corpus import generate_training_corpus
 
@@ -170,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the configured stages over a manifest")
     run.add_argument("config", help="YAML config (see configs/)")
-    run.add_argument("--input", required=True, help="manifest: .jsonl, .csv or .parquet (path or URL)")
+    run.add_argument("--input", required=True, help="a manifest (.jsonl/.csv/.parquet), video folder or tars")
     run.add_argument("--run-dir", required=True, help="run directory; rerunning resumes it")
     run.add_argument("--runner", choices=["local", "ray", "beam"], help="override the config's runner")
     run.add_argument(
@@ -189,6 +224,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS or embedded)")
     run.add_argument("--fresh", action="store_true", help="discard what the run directory holds")
     run.set_defaults(func=_cmd_run)
+
+    check = sub.add_parser("check", help="preflight: does this machine have what the config's stages need")
+    check.add_argument("config")
+    check.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    check.set_defaults(func=_cmd_check)
+
+    manifest = sub.add_parser("manifest", help="write the manifest that a video folder or tars stand for")
+    manifest.add_argument("input", help="a manifest, a folder of videos with sidecars, or WebDataset tars")
+    manifest.add_argument("-o", "--out", required=True, help="manifest to write: .parquet, .jsonl or .csv")
+    manifest.add_argument("--config", help="config whose `manifest` section says how to read the input")
+    manifest.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    manifest.set_defaults(func=_cmd_manifest)
+
+    dif = sub.add_parser("diff", help="the clips two runs kept or dropped differently, per stage and reason")
+    dif.add_argument("run_a")
+    dif.add_argument("run_b")
+    dif.add_argument("--json", action="store_true", help="[{stage, clip_id, a, b}, ...]")
+    dif.set_defaults(func=_cmd_diff)
 
     stages = sub.add_parser("stages", help="list the stages and their config keys")
     stages.set_defaults(func=_cmd_stages)

@@ -164,3 +164,15 @@ def test_the_fingerprint_covers_a_folders_listing(tmp_path):
     assert manifest_digest(str(corpus)) != before
     with pytest.raises(RunDirConflict, match="input contents"):
         _ingest(tmp_path, str(corpus))
+
+
+@needs_shared_data
+@pytest.mark.parametrize("suffix", ["parquet", "jsonl", "csv"])
+def test_vtcurate_manifest_writes_what_an_input_stands_for(tmp_path, suffix):
+    from vtcurate.cli import main
+
+    _pack(tmp_path / "s.tar", sorted(p.name for p in V2D.iterdir()))
+    out = tmp_path / f"listing.{suffix}"
+    assert main(["manifest", str(tmp_path / "s.tar"), "-o", str(out)]) == 0
+    # read back, the written manifest gives the same rows, ids included
+    assert list(read_manifest(str(out))) == list(read_manifest(str(tmp_path / "s.tar")))

@@ -95,3 +95,14 @@ def test_an_unreachable_hub_is_found_in_seconds_not_retried(monkeypatch):
         assert f"127.0.0.1:{port} cannot be reached" in problem
     finally:
         hub_reachable.cache_clear()
+
+
+def test_vtcurate_check(tmp_path, offline, capsys):
+    from vtcurate.cli import main
+
+    assert main(["check", str(CONFIGS / "demo.yaml")]) == 0
+    assert "every model, weight, file and GPU its stages need is here" in capsys.readouterr().out
+    assert main(["check", str(CONFIGS / "default.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "clip_filter.models.en: weights ViT-B-32 pretrained=laion2b_s34b_b79k" in err
+    assert "clip_filter.models.zh:" in err

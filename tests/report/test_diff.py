@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from conftest import CPU_STAGES
 
 from helpers import CONFIGS
@@ -12,7 +14,7 @@ from vtcurate.report.diff import diff, format_diff
 from vtcurate.storage import read_columns
 
 
-def test_a_stricter_language_threshold_shows_at_langid(demo_corpus, demo_llm, cpu_run, tmp_path):
+def test_a_stricter_language_threshold_shows_at_langid(demo_corpus, demo_llm, cpu_run, tmp_path, capsys):
     a = cpu_run(8)
     strict = "langid.min_confidence.en=0.9"
     overrides = [*CPU_STAGES, "report.enabled=false", "partition_rows=8", strict, *demo_llm]
@@ -32,3 +34,9 @@ def test_a_stricter_language_threshold_shows_at_langid(demo_corpus, demo_llm, cp
     text = format_diff(a, b, entries)
     assert f"{len(entries)} clips differ" in text and "low_lang_confidence" in text
     assert "lang_score" in text or "drop_detail" in text  # the examples show what changed
+    from vtcurate.cli import main
+
+    assert main(["diff", str(a), str(b), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == entries
+    assert main(["diff", str(a), str(tmp_path / "nowhere")]) == 2
+

@@ -332,3 +332,35 @@ def partition(rows: Iterator[dict[str, Any]], size: int) -> Iterator[pa.Table]:
             chunk = []
     if chunk:
         yield pa.Table.from_pylist(chunk, schema=SCHEMA)
+
+
+MANIFEST_FIELDS = ("id", "video", "caption", "start", "end", "lang_hint", "subtitles", "segments")
+
+
+def write_manifest(source: str, out: str, cfg: ManifestConfig | None = None) -> int:
+    """Write the manifest `source` stands for (a folder, tars, or a manifest with its own column
+    names) to `out` (.parquet, .jsonl or .csv): paths resolved, ids written out, so that reading
+    it gives the same rows, ids included.  Rows that could not be listed keep their id and caption
+    with an empty video (read back, they are `bad_manifest_row` again).  Returns the row count."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    rows = [{"id" if k == "clip_id" else k: row[k if k != "id" else "clip_id"] for k in MANIFEST_FIELDS}
+            for row in read_manifest(source, cfg)]  # fmt: skip
+    fmt = _format(out)
+    with fsspec.open(out, "wb") as fh:
+        if fmt == "parquet":
+            schema = pa.schema([SCHEMA.field("clip_id").with_name("id"),
+                                *(SCHEMA.field(k) for k in MANIFEST_FIELDS[1:])])  # fmt: skip
+            pq.write_table(pa.Table.from_pylist(rows, schema=schema), fh)
+        elif fmt == "csv":
+            text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+            writer = csv.DictWriter(text, fieldnames=MANIFEST_FIELDS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({**row, "segments": json.dumps(row["segments"]) if row["segments"] else ""})
+            text.flush()
+            text.detach()
+        else:
+            fh.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
+    return len(rows)
