@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vtcurate.config import AuxCaptionConfig, LLMBackendConfig, RewriteConfig
+from vtcurate.config import AuxCaptionConfig, RewriteConfig
 from vtcurate.errors import UserError
 from vtcurate.models.devices import DTYPES, autocast, generator_wants_gpu, precision, resolve_device
 from vtcurate.stages.aux_caption import AuxCaptionStage
@@ -15,17 +15,17 @@ from vtcurate.stages.rewrite import RewriteStage
 @pytest.mark.parametrize(
     ("llm", "gpu"),
     [
-        ({"backend": "transformers", "device": "cuda"}, True),  # the model is in the worker
-        ({"backend": "transformers", "device": "cpu"}, False),
-        ({"backend": "vllm", "device": "cuda"}, True),  # the worker starts `vllm serve`
-        ({"backend": "vllm", "device": "cuda", "base_url": "http://gpu-box:8000/v1"}, False),  # remote
-        ({"backend": "openai", "device": "cuda", "base_url": "http://gpu-box:8000/v1"}, False),
+        ({"backend": "transformers", "model": "m", "device": "cuda"}, True),  # the model is in the worker
+        ({"backend": "transformers", "model": "m", "device": "cpu"}, False),
+        ({"backend": "vllm", "model": "m", "device": "cuda"}, True),  # the worker starts `vllm serve`
+        ({"backend": "vllm", "model": "m", "device": "cuda", "base_url": "http://gpu-box:8000/v1"}, False),
+        ({"backend": "openai", "model": "m", "base_url": "http://gpu-box:8000/v1"}, False),  # remote
     ],
 )
 def test_a_worker_holds_a_gpu_only_for_a_model_it_runs(llm, gpu):
-    cfg = LLMBackendConfig(**llm)
-    assert generator_wants_gpu(cfg) is gpu
-    assert RewriteStage(RewriteConfig(llm=cfg)).resources.num_gpus == float(gpu)
+    cfg = RewriteConfig(llm=llm)
+    assert generator_wants_gpu(cfg.llm) is gpu
+    assert RewriteStage(cfg).resources.num_gpus == float(gpu)
     aux = AuxCaptionConfig(backend=llm["backend"], llm={k: v for k, v in llm.items() if k != "backend"})
     assert AuxCaptionStage(aux).resources.num_gpus == float(gpu)
 

@@ -88,12 +88,12 @@ def test_rewrite_stage_starts_and_uses_vllm_serve(tmp_path):
         pytest.skip(reason)
     import pyarrow as pa
 
-    from vtcurate.config import LLMBackendConfig, RewriteConfig
+    from vtcurate.config import RewriteConfig, VLLMBackend
     from vtcurate.models.gguf_export import export_safetensors, smollm2_gguf_path
     from vtcurate.stages.rewrite import RewriteStage
 
     model_dir = export_safetensors(smollm2_gguf_path(), EXPORT_DIR)
-    llm = LLMBackendConfig(
+    llm = VLLMBackend(
         backend="vllm", model=str(model_dir), vllm_executable=str(VLLM_BIN), vllm_args=SERVER_ARGS,
         vllm_env=SERVER_ENV, max_tokens=32, concurrency=4,
     )  # fmt: skip

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from models.fake_openai import FakeOpenAIServer
 
-from vtcurate.config import AuxCaptionConfig, ClipModelSpec, LLMBackendConfig
+from vtcurate.config import AuxCaptionConfig, ClipModelSpec, OpenAIBackend, TransformersBackend
 from vtcurate.stages.aux_caption import AuxCaptionStage
 
 TINY = ClipModelSpec(name="vtc-tiny-vit")
@@ -89,7 +89,7 @@ def test_openai_vlm_gets_each_frame_as_an_image_and_outputs_are_validated(tmp_pa
         text = next(p for p in user if p["type"] == "text")["text"]
         return "蓝色的画面。" if "中文" in text else "A blue square on a blue background."
 
-    llm = LLMBackendConfig(base_url="http://unused", model="fake-vlm", max_retries=0)
+    llm = OpenAIBackend(backend="openai", base_url="http://unused", model="fake-vlm", max_retries=0)
     with FakeOpenAIServer(responder) as server:
         llm = llm.model_copy(update={"base_url": server.base_url})
         cfg = AuxCaptionConfig(backend="openai", llm=llm, languages=["en", "zh"], frames="middle", attempts=2)
@@ -118,7 +118,7 @@ def tiny_captioner(tmp_path_factory):
 
 def test_transformers_captioner_directory_through_the_stage(tiny_captioner):
     cfg = AuxCaptionConfig(
-        backend="transformers", llm=LLMBackendConfig(model=str(tiny_captioner), max_tokens=8), frames="all"
+        backend="transformers", llm=TransformersBackend(model=str(tiny_captioner), max_tokens=8), frames="all"
     )
     stage = _stage(cfg)
     stage.setup()

@@ -15,7 +15,7 @@ from conftest import echo_rewrite
 from models.fake_openai import FakeOpenAIServer, last_user_text
 
 from helpers import CONFIGS
-from vtcurate.config import LLMBackendConfig, RewriteConfig
+from vtcurate.config import OpenAIBackend, RewriteConfig, TransformersBackend
 from vtcurate.pipeline.rundir import RunDir
 from vtcurate.stages.rewrite import RewriteStage
 
@@ -27,7 +27,7 @@ CAPTIONS = [
 
 
 def _stage(server: FakeOpenAIServer, work_dir: Path | None, **kw) -> RewriteStage:
-    llm = LLMBackendConfig(backend="openai", base_url=server.base_url, model="fake-model", max_retries=0)
+    llm = OpenAIBackend(backend="openai", base_url=server.base_url, model="fake-model", max_retries=0)
     cfg = RewriteConfig(llm=llm, **kw)
     stage = RewriteStage(cfg)
     stage.work_dir = work_dir
@@ -146,7 +146,7 @@ def test_killed_during_rewrite_resumes_without_calling_the_llm_for_cached_rows(d
 def test_real_smollm2_through_the_stage(tmp_path):
     """The transformers backend with the real SmolLM2 GGUF: every row gets a validated rewrite or
     a fallback that says why, and the model is recorded."""
-    llm = LLMBackendConfig(backend="transformers", model=None, max_tokens=32, batch_size=4)
+    llm = TransformersBackend(model=None, max_tokens=32, batch_size=4)
     stage = RewriteStage(RewriteConfig(llm=llm, attempts=1))
     stage.work_dir = tmp_path / "cache"
     stage.setup()
@@ -173,7 +173,7 @@ def test_the_cache_misses_when_what_the_output_depends_on_changes(tmp_path):
 
     def asked(server, table=None, llm=None, **kw) -> int:
         before = len(server.prompts())
-        llm = llm or LLMBackendConfig(
+        llm = llm or OpenAIBackend(
             backend="openai", base_url=server.base_url, model="fake-model", max_retries=0
         )
         stage = RewriteStage(RewriteConfig(llm=llm, prompts=str(prompts), **kw))
@@ -190,9 +190,9 @@ def test_the_cache_misses_when_what_the_output_depends_on_changes(tmp_path):
         assert asked(server, **as_zh) > 0  # the language (an English reply fails as Chinese: retried)
         assert asked(server, **as_zh) == 0  # its outcome, a fallback, is cached too
         llm = {"backend": "openai", "base_url": server.base_url, "model": "fake-model", "max_retries": 0}
-        assert asked(server, llm=LLMBackendConfig(**llm, temperature=0.3)) == 1  # sampling
+        assert asked(server, llm=OpenAIBackend(**llm, temperature=0.3)) == 1  # sampling
         assert (
-            asked(server, llm=LLMBackendConfig(**{**llm, "base_url": other.base_url, "model": "other"})) == 0
+            asked(server, llm=OpenAIBackend(**{**llm, "base_url": other.base_url, "model": "other"})) == 0
         )
         assert len(other.prompts()) == 1  # the other model was asked: a miss
         text = prompts.read_text("utf-8").replace("Caption:", "Caption text:")

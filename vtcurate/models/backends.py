@@ -1,4 +1,6 @@
-"""Build the generator a stage's `llm` section asks for (rewrite: an LLM; aux_caption: a VLM).
+"""Build the generator a stage's `llm` section asks for (rewrite: an LLM; aux_caption: a VLM); the
+builder is picked by the config's class (`vtcurate.config.LLMBackendConfig`), which has validated
+the section's keys when the config loaded.
 
 - transformers: in-process Hugging Face model (CPU or GPU); a GGUF file or a model directory.
 - openai:       any OpenAI-compatible server at `base_url`.
@@ -12,11 +14,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Literal
 
-from vtcurate.config import LLMBackendConfig
+from vtcurate.config import LLMBackendConfig, OpenAIBackend, TransformersBackend, VLLMBackend
 from vtcurate.errors import UserError
 from vtcurate.models.generation import Chat, Generation, Generator, Sampling
+
+Kind = Literal["chat", "caption"]
 
 
 def sampling_of(cfg: LLMBackendConfig) -> Sampling:
@@ -29,7 +34,7 @@ def sampling_of(cfg: LLMBackendConfig) -> Sampling:
     )
 
 
-def _api_key(cfg: LLMBackendConfig) -> str | None:
+def _api_key(cfg: OpenAIBackend | VLLMBackend) -> str | None:
     if not cfg.api_key_env:
         return None
     key = os.environ.get(cfg.api_key_env)
@@ -38,7 +43,7 @@ def _api_key(cfg: LLMBackendConfig) -> str | None:
     return key
 
 
-def _client(cfg: LLMBackendConfig, base_url: str, model: str):
+def _client(cfg: OpenAIBackend | VLLMBackend, base_url: str, model: str):
     from vtcurate.models.openai_client import OpenAIChatClient
 
     return OpenAIChatClient(
@@ -54,11 +59,9 @@ def _client(cfg: LLMBackendConfig, base_url: str, model: str):
 class ServedGenerator:
     """An OpenAI client bound to the `vllm serve` process it started; closing stops both."""
 
-    def __init__(self, cfg: LLMBackendConfig) -> None:
+    def __init__(self, cfg: VLLMBackend) -> None:
         from vtcurate.models.vllm_server import VLLMServer
 
-        if not cfg.model:
-            raise UserError("llm.model is required for the vllm backend (a model directory or name)")
         self.server = VLLMServer(
             model=cfg.model,
             executable=cfg.vllm_executable,
@@ -81,24 +84,38 @@ class ServedGenerator:
         self.server.close()
 
 
-def open_generator(cfg: LLMBackendConfig, kind: Literal["chat", "caption"]) -> Generator:
-    """A loaded generator; callers close() it in their teardown."""
-    if cfg.backend == "transformers":
-        from vtcurate.models.hf_caption import TransformersImageCaptioner
+def _transformers(cfg: TransformersBackend, kind: Kind) -> Generator:
+    if kind == "chat":
         from vtcurate.models.hf_chat import TransformersChatLM
 
-        cls = TransformersChatLM if kind == "chat" else TransformersImageCaptioner
-        return cls(model=cfg.model, device=cfg.device, batch_size=cfg.batch_size)
-    if cfg.backend == "openai":
-        if not cfg.base_url or not cfg.model:
-            raise UserError("the openai backend needs llm.base_url and llm.model")
-        return _client(cfg, cfg.base_url, cfg.model)
+        return TransformersChatLM(model=cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+    from vtcurate.models.hf_caption import TransformersImageCaptioner
+
+    return TransformersImageCaptioner(model=cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+
+
+def _openai(cfg: OpenAIBackend, kind: Kind) -> Generator:
+    return _client(cfg, cfg.base_url, cfg.model)
+
+
+def _vllm(cfg: VLLMBackend, kind: Kind) -> Generator:
     if cfg.vllm_mode == "offline":
         from vtcurate.models.vllm_offline import VLLMOffline
 
         return VLLMOffline(cfg.model, batch_size=cfg.batch_size)
     if cfg.base_url:
-        if not cfg.model:
-            raise UserError("llm.model (the served model name) is required with llm.base_url")
         return _client(cfg, cfg.base_url, cfg.model)
     return ServedGenerator(cfg)
+
+
+# One builder per backend config class.
+BUILDERS: dict[type, Callable[..., Generator]] = {
+    TransformersBackend: _transformers,
+    OpenAIBackend: _openai,
+    VLLMBackend: _vllm,
+}
+
+
+def open_generator(cfg: LLMBackendConfig, kind: Kind) -> Generator:
+    """A loaded generator; callers close() it in their teardown."""
+    return BUILDERS[type(cfg)](cfg, kind)

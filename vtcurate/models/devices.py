@@ -31,10 +31,9 @@ def wants_gpu(device: str) -> bool:
 
 
 def generator_wants_gpu(llm: Any) -> bool:
-    """Whether a worker holds a GPU for a generator (`LLMBackendConfig`): for its in-process model
-    or for the vLLM server it starts; a remote endpoint (`base_url`) needs none here."""
-    local = llm.backend == "transformers" or (llm.backend == "vllm" and not llm.base_url)
-    return local and wants_gpu(llm.device)
+    """Whether a worker holds a GPU for a generator (an `LLMBackendConfig`): for its in-process
+    model or for the vLLM server it starts; a remote endpoint needs none here."""
+    return llm.local_device is not None and wants_gpu(llm.local_device)
 
 
 def resolve_device(device: str, what: str = "device") -> str:

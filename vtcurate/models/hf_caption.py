@@ -47,11 +47,9 @@ class TransformersImageCaptioner(CachedModel):
     Chat VLMs (LLaVA, SmolVLM, Qwen-VL) are out of scope here: serve them through vLLM instead.
     """
 
-    def __init__(self, model: str | Path | None, *, device: str = "auto", batch_size: int = 16) -> None:
+    def __init__(self, model: str | Path, *, device: str = "auto", batch_size: int = 16) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not model:
-            raise UserError("the transformers captioner needs a model directory (there is no default)")
         self.path = Path(model).expanduser().resolve()
         if not self.path.is_dir():
             raise UserError(f"captioner directory not found: {self.path}")

@@ -32,7 +32,7 @@ def _vllm_messages(chat: Chat) -> list[dict]:
 
 
 class VLLMOffline:
-    def __init__(self, model: str | None, batch_size: int = 64) -> None:
+    def __init__(self, model: str, batch_size: int = 64) -> None:
         try:
             from vllm import LLM
         except ImportError as err:
@@ -40,8 +40,6 @@ class VLLMOffline:
                 "llm.vllm_mode: offline needs vLLM in this environment (the GPU image); "
                 "use vllm_mode: server to run it from its own environment"
             ) from err
-        if not model:
-            raise UserError("llm.model is required for the vllm backend")
         self.model_id = model
         self.batch_size = batch_size
         self.llm = LLM(model=model)

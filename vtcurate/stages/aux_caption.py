@@ -42,10 +42,7 @@ class AuxCaptionStage(Stage):
     @property
     def resources(self) -> Resources:
         cfg = self.config
-        if cfg.backend == "retrieval":
-            gpu = wants_gpu(cfg.clip.device)
-        else:
-            gpu = generator_wants_gpu(cfg.generator_config)
+        gpu = wants_gpu(cfg.clip.device) if cfg.backend == "retrieval" else generator_wants_gpu(cfg.llm)
         gpus = 1.0 if gpu else 0.0
         return Resources(num_cpus=1.0 if cfg.backend in ("retrieval", "transformers") else 0.5,
                          num_gpus=gpus, batch_size=16)  # fmt: skip
@@ -65,7 +62,7 @@ class AuxCaptionStage(Stage):
     def _generators(self) -> dict[str, Generator]:
         cfg = self.config
         if cfg.backend != "retrieval":
-            shared = open_generator(cfg.generator_config, "caption")
+            shared = open_generator(cfg.llm, "caption")
             return dict.fromkeys(cfg.languages, shared)
         from vtcurate.models.retrieval_captioner import RetrievalCaptioner
 
