@@ -168,6 +168,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_models_fetch(args: argparse.Namespace) -> int:
+    from vtcurate.config import load_config
+    from vtcurate.errors import UserError
+    from vtcurate.models.store import fetch
+
+    config = load_config(args.config, args.set)
+    store = args.cache or config.models.store
+    if not store:
+        raise UserError("models fetch needs --cache DIR or models.store in the config")
+    listing = fetch(config, store)
+    for repo, entry in sorted(listing.items()):
+        print(f"{entry['key']}: {repo} ({len(entry['files'])} files)")
+    print(f"{store}: set models.store to it; workers then read it and never call a hub")
+    return 0
+
+
 def _cmd_diff(args: argparse.Namespace) -> int:
     from vtcurate.report.diff import diff, format_diff
 
@@ -236,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     manifest.add_argument("--config", help="config whose `manifest` section says how to read the input")
     manifest.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     manifest.set_defaults(func=_cmd_manifest)
+
+    models = sub.add_parser("models", help="model weights: `models fetch` fills a store workers read")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    mfetch = models_sub.add_parser("fetch", help="download every weight the config needs into a store")
+    mfetch.add_argument("config")
+    mfetch.add_argument("--cache", help="the store: a folder or fsspec URL (default: models.store)")
+    mfetch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    mfetch.set_defaults(func=_cmd_models_fetch)
 
     dif = sub.add_parser("diff", help="the clips two runs kept or dropped differently, per stage and reason")
     dif.add_argument("run_a")

@@ -641,12 +641,26 @@ class ManifestConfig(Strict):
         return self
 
 
+class ModelsConfig(Strict):
+    """Where model weights come from when no worker may call a hub (`vtcurate models fetch`)."""
+
+    store: str | None = Field(
+        None,
+        description="Hugging Face cache folder that `vtcurate models fetch` filled (a path or any fsspec "
+        "URL); workers read it (a remote one copied once per node) and never call a hub",
+    )
+    node_cache: str = Field(
+        "~/.cache/vtcurate/models", description="where each node keeps its copy of a remote store"
+    )
+
+
 class PipelineConfig(_StageSections):
     name: str = "run"
     runner: Literal["local", "ray", "beam"] = "ray"
     partition_rows: int = Field(64, ge=1, description="rows per partition (unit of work/resume)")
     stages: list[str] = Field(list(FLOW), min_length=1)
     manifest: ManifestConfig = ManifestConfig()
+    models: ModelsConfig = ModelsConfig()
     ray: RayConfig = RayConfig()
     beam: BeamConfig = BeamConfig()
     faults: list[FaultSpec] = Field(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from vtcurate.config import FLOW, TRAIN, PipelineConfig
 from vtcurate.errors import UserError
+from vtcurate.models.store import use_store, weights_listing
 from vtcurate.pipeline import manifest as mf
 from vtcurate.pipeline.partition import ConservationError, Op, PartitionResult, peak_rss_mb
 from vtcurate.pipeline.preflight import preflight
@@ -72,7 +73,8 @@ def fingerprint(config: PipelineConfig, manifest: str, digest: str) -> str:
     decision-making key (not the runner and its settings, stage list, report options, faults or
     training options)."""
     body = config.model_dump(
-        mode="json", exclude={"name", "runner", "ray", "beam", "stages", "report", "faults", "train"}
+        mode="json",
+        exclude={"name", "runner", "ray", "beam", "stages", "report", "faults", "train", "models"},
     )
     blob = json.dumps({"input": manifest, "input_sha256": digest, "config": body}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -264,7 +266,8 @@ def _segments(runs: list[_StageRun], every_stage: bool) -> list[list[Op]]:
 
 
 def _ops(r: _StageRun, config: PipelineConfig, rd: RunDir, frames: Path | None) -> list[Op]:
-    common = {"resources": _resources(r.stage, config), "faults": tuple(config.faults),
+    store = (config.models.store, config.models.node_cache) if config.models.store else None
+    common = {"resources": _resources(r.stage, config), "faults": tuple(config.faults), "model_store": store,
               "run_root": str(rd.root), "frames": str(frames) if frames else None}  # fmt: skip
     static = r.stage.static_plan() if r.stage.global_plan else None
     if not r.stage.global_plan or static is not None:
@@ -403,9 +406,12 @@ def run_pipeline(
     check_selection(rd, config, selected, fresh)
     runner = runner or config.runner
     remote = runner == "ray" and bool(ray_address or config.ray.address or os.environ.get("RAY_ADDRESS"))
+    store = use_store(config.models.store, config.models.node_cache) if config.models.store else None
     preflight(config, selected, check_gpus=not remote)  # a remote cluster's GPUs: checked by its runner
     selected = sorted((s for s in selected if s != TRAIN), key=FLOW.index)
     info = prepare_run_dir(rd, config, manifest, fresh)
+    if store:
+        info["models"] = weights_listing(config, store)  # the sha256 of every weight file it loads
     results: dict[str, dict] = {}
     with make_runner(runner, config, ray_address, rd.root) as run:
         info["runner"] = run.describe()

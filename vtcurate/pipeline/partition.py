@@ -132,6 +132,7 @@ class Op:
     resources: Resources = Resources()  # what one worker asks of the cluster
     faults: tuple[FaultSpec, ...] = ()
     run_root: str = ""
+    model_store: tuple[str, str] | None = None  # (models.store, models.node_cache): weights come from there
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -160,6 +161,10 @@ class Op:
 
     def setup(self) -> None:
         if self.loads_models:
+            if self.model_store:
+                from vtcurate.models.store import use_store
+
+                use_store(*self.model_store)
             self.stage.setup()
 
     def teardown(self) -> None:
