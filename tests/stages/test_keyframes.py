@@ -58,3 +58,15 @@ def test_each_clip_gets_frames_or_its_own_reason(tmp_path):
     assert got["broken"][0] == "decode_failed" and "pyav" in got["broken"][1]
     # rejected before decoding: no frames; rejected after: its frames stay for the report's thumbnails
     assert [r["frames"] is None for r in out[1:]] == [True, False, False, True]
+
+
+@needs_shared_data
+def test_the_row_says_which_backend_answered_and_why_the_first_did_not():
+    uneven = SHARED_DATA / "videos_edge" / "mmaction2__rawvideo_part_0.mp4"  # a dropped frame
+    even = SHARED_DATA / "videos" / "mmaction2__test.mp4"
+    stage = KeyframesStage(KeyframesConfig(short_side=32, backends=["decord", "pyav"]))
+    rows = [_row(uneven, clip_id="uneven"), _row(even, clip_id="even")]
+    out = stage(pa.Table.from_pylist(rows)).to_pylist()
+    assert out[0]["keyframe_backend"] == "pyav"
+    assert out[0]["keyframe_fallback"].startswith("decord: variable frame rate (frame intervals from")
+    assert (out[1]["keyframe_backend"], out[1]["keyframe_fallback"]) == ("decord", None)

@@ -16,6 +16,7 @@ FRAME_TYPES = {
     "frame_width": pa.int64(),
     "frame_height": pa.int64(),
     "keyframe_backend": pa.string(),
+    "keyframe_fallback": pa.string(),  # why the backends before it did not answer (null: none was tried)
     "keyframe_mode": pa.string(),
 }
 
@@ -58,6 +59,7 @@ class KeyframesStage(Stage):
             frame_height=images[0].shape[0],
             frame_width=images[0].shape[1],
             keyframe_backend=frames.backend,
+            keyframe_fallback=frames.fallback,
             keyframe_mode=cfg.mode,
         )
         return out, None, None
