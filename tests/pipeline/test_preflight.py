@@ -106,3 +106,31 @@ def test_vtcurate_check(tmp_path, offline, capsys):
     err = capsys.readouterr().err
     assert "clip_filter.models.en: weights ViT-B-32 pretrained=laion2b_s34b_b79k" in err
     assert "clip_filter.models.zh:" in err
+
+
+def test_a_missing_endpoint_executable_or_key_fails_before_any_work(tmp_path, demo_corpus, monkeypatch):
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once the block ends
+    monkeypatch.delenv("VTC_TEST_KEY", raising=False)
+    cases = {
+        f"rewrite.llm={{backend: openai, base_url: 'http://127.0.0.1:{port}/v1', model: m}}":
+            f"rewrite.llm: base_url http://127.0.0.1:{port}/v1 does not answer",
+        f"rewrite.llm={{backend: vllm, model: {tmp_path}, vllm_executable: /nowhere/bin/vllm}}":
+            "rewrite.llm: vllm_executable '/nowhere/bin/vllm' is not an executable here",
+        "rewrite.llm={backend: openai, base_url: 'http://x:9/v1', model: m, api_key_env: VTC_TEST_KEY}":
+            "rewrite.llm: api_key_env names VTC_TEST_KEY, which is not set",
+    }  # fmt: skip
+    for override, expected in cases.items():
+        config = load_config(CONFIGS / "demo.yaml", [override])
+        with pytest.raises(PreflightError, match=expected.replace(".", r"\.").replace("'", ".")):
+            run_pipeline(config, str(demo_corpus / "manifest.jsonl"), tmp_path / "run", runner="local")
+        assert not (tmp_path / "run").exists()
+
+
+def test_the_fake_llm_answers_its_health_request(fake_llm):
+    from vtcurate.models.availability import endpoint_problem
+
+    assert endpoint_problem(fake_llm.base_url) is None

