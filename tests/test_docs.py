@@ -176,3 +176,26 @@ def test_relative_links_resolve():
 def test_readme_links_every_doc():
     readme = README.read_text("utf-8")
     assert [p.name for p in _docs() if f"](docs/{p.name})" not in readme] == []
+
+
+def test_a_tagged_union_gets_one_block_per_variant():
+    from typing import Literal
+
+    from pydantic import BaseModel, Field
+
+    from vtcurate.config_doc import keys
+
+    class A(BaseModel):
+        kind: Literal["a"] = "a"
+        only_a: int = 1
+
+    class B(BaseModel):
+        kind: Literal["b"]
+        only_b: str = "x"
+
+    class Holder(BaseModel):
+        engine: A | B = Field(A(), discriminator="kind")
+
+    paths = [k.path for k in keys(Holder)]
+    assert "engine (kind: a).only_a" in paths and "engine (kind: b).only_b" in paths
+    assert "engine (kind: a).only_b" not in paths

@@ -69,8 +69,20 @@ def _models_inside(annotation: Any) -> list[tuple[str, type[BaseModel]]]:
     if origin is list and args and _model_class(args[0]):
         return [("[]", args[0])]
     if origin in (Union, types.UnionType):
-        return [("", a) for a in args if _model_class(a)]
+        models = [a for a in args if _model_class(a)]
+        if len(models) == 1:
+            return [("", models[0])]
+        return [(f" ({_variant(m)})", m) for m in models]  # a tagged union: one block per variant
     return []
+
+
+def _variant(model: type[BaseModel]) -> str:
+    """How a union member is chosen: its one-value Literal field (`backend: openai`), or its name."""
+    for name, field in model.model_fields.items():
+        args = get_args(field.annotation)
+        if get_origin(field.annotation) is Literal and len(args) == 1:
+            return f"{name}: {args[0]}"
+    return model.__name__
 
 
 def type_name(annotation: Any) -> str:
