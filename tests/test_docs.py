@@ -179,9 +179,7 @@ def test_readme_links_every_doc():
 
 
 def test_a_tagged_union_gets_one_block_per_variant():
-    from typing import Literal
-
-    from pydantic import BaseModel, Field
+    from pydantic import BaseModel
 
     from vtcurate.config_doc import keys
 
