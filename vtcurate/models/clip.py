@@ -9,7 +9,6 @@ report's banner.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from functools import cache
@@ -128,9 +127,11 @@ class ClipModel:
         """L2-normalised embeddings (N×D float32) of JPEG-encoded images."""
         from PIL import Image
 
+        from vtcurate.video.frames import decode_jpeg
+
         if not jpegs:
             return np.zeros((0, self.embed_dim), np.float32)
-        pixels = torch.stack([self.preprocess(Image.open(io.BytesIO(b)).convert("RGB")) for b in jpegs])
+        pixels = torch.stack([self.preprocess(Image.fromarray(decode_jpeg(b))) for b in jpegs])
         with self._autocast():
             feats = self.model.encode_image(pixels.to(self.device))
         return F.normalize(feats.float(), dim=-1).cpu().numpy()

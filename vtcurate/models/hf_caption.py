@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -186,7 +185,7 @@ def _image_parts(chat: Chat) -> tuple[list[bytes], str]:
 def _decode_image(jpeg: bytes) -> Any:
     from PIL import Image
 
-    img = Image.open(io.BytesIO(jpeg))
-    img.load()
-    return img.convert("RGB")
+    from vtcurate.video.frames import decode_jpeg
+
+    return Image.fromarray(decode_jpeg(jpeg))
 

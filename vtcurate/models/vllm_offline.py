@@ -7,8 +7,6 @@ environment; the CPU path and the tests use `vllm serve` through the OpenAI clie
 
 from __future__ import annotations
 
-import io
-
 from vtcurate.errors import UserError
 from vtcurate.models.generation import Chat, Generation, Sampling
 
@@ -17,12 +15,14 @@ def _vllm_messages(chat: Chat) -> list[dict]:
     """Image parts become PIL images, the form vLLM's chat() takes for multimodal models."""
     from PIL import Image
 
+    from vtcurate.video.frames import decode_jpeg
+
     out = []
     for msg in chat:
         content = msg["content"]
         if isinstance(content, list):
             content = [
-                {"type": "image_pil", "image_pil": Image.open(io.BytesIO(p["image"])).convert("RGB")}
+                {"type": "image_pil", "image_pil": Image.fromarray(decode_jpeg(p["image"]))}
                 if p["type"] == "image"
                 else p
                 for p in content
