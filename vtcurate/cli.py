@@ -71,7 +71,8 @@ def _cmd_stages(args: argparse.Namespace) -> int:
                 to_jsonable_python(field.get_default(call_default_factory=True)), ensure_ascii=False
             )
             desc = f"  # {field.description}" if field.description else ""
-            print(f"  {name}.{key} = {default}{desc}")
+            kind = "" if name == TRAIN else ("[decision] " if key in model.decision_keys else "[scoring] ")
+            print(f"  {kind}{name}.{key} = {default}{desc}")
     return 0
 
 

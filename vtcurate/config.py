@@ -248,6 +248,98 @@ class KeyframesConfig(Strict):
     threads: int = Field(1, ge=0, description="decoder threads per worker (0: library default)")
 
 
+class TextThreshold(Strict):
+    mode: Literal["absolute", "top_fraction"] = Field(
+        "absolute",
+        description="absolute: drop text_area > value; top_fraction: keep the `value` share of the run "
+        "with the least text (ties at the cut-off kept)",
+    )
+    value: float = Field(0.01, ge=0, description="a share of the frame area, or of the run's clips")
+
+    @model_validator(mode="after")
+    def _range(self) -> TextThreshold:
+        if self.mode == "top_fraction" and not 0 < self.value <= 1:
+            raise ValueError("a top_fraction value must be in (0, 1]")
+        return self
+
+
+class TextOverlayConfig(Strict):
+    """Burned-in text (subtitles, watermarks, captions) on the key-frames, read by PP-OCRv4."""
+
+    ocr_short_side: int = Field(
+        360,
+        ge=32,
+        le=2160,
+        description="scoring: short side of the frames OCR sees; key-frames stored smaller than this "
+        "(and than the video) are decoded again from the video at their times (128 px hides subtitles)",
+    )
+    ocr_frames: int = Field(
+        4, ge=0, le=64, description="scoring: key-frames read, spread evenly over the clip (0: every one)"
+    )
+    seek: Literal["intra", "exact"] = Field(
+        "intra",
+        description="scoring: frames decoded again are the intra frame nearest each key-frame in its "
+        "segment (one frame decoded; overlays stay on screen), or the key-frame itself (a GOP run each)",
+    )
+    min_text_score: float = Field(
+        0.5, ge=0, le=1, description="scoring: recognition confidence below which a detected box is not text"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto",
+        description="scoring: onnxruntime's CUDA provider (onnxruntime-gpu) or CPU; auto: CUDA if present",
+    )
+    threads: int = Field(1, ge=1, le=64, description="CPUs one worker asks for; onnxruntime's threads")
+    threshold: TextThreshold = Field(
+        TextThreshold(), description="decision: on text_area, the mean share of the frame covered by text"
+    )
+    min_text_frames: int = Field(
+        2,
+        ge=1,
+        description="decision: drop only clips with text on at least this many of the frames read "
+        "(burned-in text persists; a sign in one frame does not)",
+    )
+
+
+class MotionConfig(Strict):
+    """Static, frozen and blank clips, from grey frames at low resolution."""
+
+    pairs: int = Field(
+        4,
+        ge=0,
+        le=32,
+        description="scoring: frame pairs decoded per clip (at the middles of equal segments), "
+        "`pair_gap_s` apart; 0: consecutive key-frames are compared instead (no decoding)",
+    )
+    pair_gap_s: float = Field(0.5, gt=0, le=5, description="scoring: seconds between a pair's frames")
+    short_side: int = Field(128, ge=16, le=512, description="scoring: short side of the grey frames compared")
+    pixel_delta: int = Field(
+        6, ge=1, le=255, description="scoring: grey levels a pixel changes by to count as moving"
+    )
+    frozen_mad: float = Field(
+        0.5, ge=0, description="scoring: a pair whose mean absolute grey difference is at most this is frozen"
+    )
+    black_luma: int = Field(24, ge=0, le=255, description="scoring: a pixel at most this bright is black")
+    black_pixels: float = Field(
+        0.95, gt=0, le=1, description="scoring: a key-frame with at least this share of black pixels is black"
+    )
+    flat_std: float = Field(
+        3.0, ge=0, description="scoring: a key-frame whose grey levels vary less than this (std) is flat"
+    )
+    threads: int = Field(1, ge=0, description="decoder threads per worker (0: library default)")
+    min_motion: float = Field(
+        0.005, ge=0, le=1, description="decision: motion_score (share of moving pixels) below this is static"
+    )
+    max_frozen_fraction: float = Field(
+        0.5, gt=0, le=1, description="decision: a clip with at least this share of frozen pairs is static"
+    )
+    max_blank_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="decision: a clip with at least this share of black or flat key-frames is blank",
+    )
+
+
 class ClipModelSpec(Strict):
     """One open_clip model: an architecture name (or `hf-hub:org/repo`) and where its weights are."""
 
@@ -538,6 +630,8 @@ STAGES: tuple[StageEntry, ...] = (
     StageEntry("split", SplitConfig, "vtcurate.stages.split:SplitStage"),
     StageEntry("langid", LangIdConfig, "vtcurate.stages.langid:LangIdStage"),
     StageEntry("keyframes", KeyframesConfig, "vtcurate.stages.keyframes:KeyframesStage"),
+    StageEntry("motion", MotionConfig, "vtcurate.stages.motion:MotionStage"),
+    StageEntry("text_overlay", TextOverlayConfig, "vtcurate.stages.text_overlay:TextOverlayStage"),
     StageEntry("clip_filter", ClipFilterConfig, "vtcurate.stages.clip_filter:ClipFilterStage"),
     StageEntry("dedup", DedupConfig, "vtcurate.stages.dedup:DedupStage"),
     StageEntry("rewrite", RewriteConfig, "vtcurate.stages.rewrite:RewriteStage"),

@@ -71,7 +71,7 @@ def test_every_rejection_has_a_reason(local_run):
 def test_planted_cases_match_the_answer_key(local_run, demo_corpus):
     lines, failures = check(demo_corpus, local_run)
     assert failures == [], "\n".join(lines)
-    assert sum("caught" in line for line in lines) == 11
+    assert sum("caught" in line for line in lines) == 15
     assert sum("not_enforced" in line for line in lines) == 2  # random CLIP weights: scored, not dropped
 
 
@@ -104,7 +104,9 @@ def test_key_frames_are_stored_once(local_run):
     assert storage["kept_clips"] == load_stats(local_run)[-1]["kept"]
     index = json.loads((rd.shards / "index.json").read_text())
     assert storage["shard_bytes"] == sum(s["bytes"] for s in index["shards"])
-    assert 1.5 < storage["run_to_shard_bytes"] < 3.0, storage  # a copy per stage would be ~8
+    # each of the eleven stages' partitions adds its rows' other columns (about 0.15 of the shards'
+    # bytes on the demo's 8-row partitions); a copy of the key-frames would add about 0.5 per stage
+    assert 1.5 < storage["run_to_shard_bytes"] < 3.5, storage
 
 
 def test_run_json_records_config_versions_and_models(local_run):

@@ -27,6 +27,8 @@ def check(demo_dir: str | Path, run_dir: str | Path) -> tuple[list[str], list[st
         want = f"{case['expect_stage']}: {case['expect_reason']}" if case["expect_stage"] else "kept"
         if "got_clips" in case:
             got, want = f"{got}, {case['got_clips']} clips", f"{want}, {case['expect_clips']} clips"
+        if "got_text" in case:
+            got, want = f"{got}, read {case['got_text']!r}", f"{want}, read {case['expect_text']!r}"
         bad = case["status"] in WRONG
         verdict = f"WRONG: expected {want}, got {got}" if bad else f"{case['status']} ({got})"
         lines.append(f"  {'BAD' if bad else 'ok '} {case['planted']:<45} {verdict}")

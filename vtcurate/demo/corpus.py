@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 COLOURS = {
     "red": ("红色", (220, 40, 40)),
@@ -141,6 +144,71 @@ def write_long_video(
     write_h264(out / "videos" / f"{name}.mp4", frames)
     (out / "videos" / f"{name}.srt").write_text("\n".join(cues), encoding="utf-8")
     return f"videos/{name}.mp4", f"videos/{name}.srt", cuts
+
+
+# Burned-in text: a subtitle line about 5% of the frame high (as broadcast subtitles are), so that
+# 128 px key-frames shrink it to a few pixels and OCR must read frames of its own at a higher
+# resolution; the clips are TEXT_SIZE px square.
+TEXT_SIZE = 360
+SUBTITLE_ZH = "欢迎收看今天的节目"
+SUBTITLE_EN = "Welcome to our show today"  # where no CJK font is installed
+WATERMARK = "www.stockclips.example"
+CJK_FONTS = (
+    "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",  # Debian fonts-wqy-zenhei (make browser)
+    "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+)
+
+
+def cjk_font() -> str | None:
+    """A font file with Chinese glyphs, if the system has one."""
+    return next((f for f in CJK_FONTS if Path(f).is_file()), None)
+
+
+def latin_font() -> str:
+    """DejaVu Sans Bold, shipped inside matplotlib (a dependency): the same glyphs everywhere."""
+    import matplotlib
+
+    return str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans-Bold.ttf")
+
+
+def draw_text(
+    img: np.ndarray, text: str, font: str, size: int, centre: tuple[int, int], alpha: float = 1.0
+) -> np.ndarray:
+    """`text` drawn on an RGB image, white with a dark outline, centred at `centre`; `alpha` < 1
+    blends it in (a watermark)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    base = Image.fromarray(img)
+    layer = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    face = ImageFont.truetype(font, size)
+    ImageDraw.Draw(layer).text(centre, text, font=face, fill=(255, 255, 255, round(255 * alpha)),
+                               anchor="mm", stroke_width=max(1, size // 10),
+                               stroke_fill=(0, 0, 0, round(255 * alpha)))  # fmt: skip
+    return np.asarray(Image.alpha_composite(base.convert("RGBA"), layer).convert("RGB"))
+
+
+def text_clip(spec: ClipSpec, rng: random.Random, text: str, font: str, size: int, y: float,
+              alpha: float = 1.0) -> list[np.ndarray]:  # fmt: skip
+    """A moving-shape clip at TEXT_SIZE px with `text` burned into every frame at height `y` (a share)."""
+    import cv2
+
+    side = (TEXT_SIZE, TEXT_SIZE)
+    frames = [cv2.resize(f, side, interpolation=cv2.INTER_LINEAR) for f in render(spec, rng)]
+    return [draw_text(f, text, font, size, (TEXT_SIZE // 2, round(TEXT_SIZE * y)), alpha) for f in frames]
+
+
+def still_clip(spec: ClipSpec, rng: random.Random) -> list[np.ndarray]:
+    """The shape standing still: every frame the same picture."""
+    first = render(spec, rng)[0]
+    return [first.copy() for _ in range(round(2.0 * FPS))]
+
+
+def mostly_black_clip(spec: ClipSpec, rng: random.Random, black: float = 0.75) -> list[np.ndarray]:
+    """Black for the first `black` share of the clip, then the shape moving."""
+    frames = render(spec, rng)
+    n = round(len(frames) * black)
+    return [np.zeros_like(f) for f in frames[:n]] + frames[n:]
 
 
 EXCERPT_OF = 6  # clean clip whose 1 s excerpt is planted as a near-duplicate (modulo the clip count)
@@ -321,6 +389,31 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
         add({"id": f"long{i}", "video": video, "subtitles": srt, "lang_hint": lang},
             f"long video, {len(shots)} shots, {lang} SRT (split, kept)")  # fmt: skip
         key[-1].update(expect_clips=len(shots), cuts=cuts)
+
+    # burned-in text (text_overlay) and clips without motion or picture (motion)
+    zh_font = cjk_font()
+    subtitle, font = (SUBTITLE_ZH, zh_font) if zh_font else (SUBTITLE_EN, latin_font())
+    if not zh_font:
+        log.warning("no CJK font (%s): the subtitle case is drawn in English", ", ".join(CJK_FONTS))
+    for name, spec, lang, frames, expect_text, planted in (
+        ("planted-subtitles", combos[13], "zh", text_clip(combos[13], rng, subtitle, font, 18, 0.9),
+         subtitle, "burned-in subtitles" + ("" if zh_font else " (English: no CJK font)")),
+        ("planted-watermark", combos[17], "en",
+         text_clip(combos[17], rng, WATERMARK, latin_font(), 24, 0.5, alpha=0.6),
+         WATERMARK, "English watermark"),
+    ):  # fmt: skip
+        write_h264(out / "videos" / f"{name}.mp4", frames)
+        add({"id": name, "video": f"videos/{name}.mp4", "caption": spec.caption(lang), "lang_hint": lang},
+            planted, "text_overlay", "text_overlay")  # fmt: skip
+        key[-1]["expect_text"] = expect_text
+    still, dark = combos[20], combos[30]
+    write_h264(out / "videos" / "planted-static.mp4", still_clip(still, rng))
+    add({"id": "planted-static", "video": "videos/planted-static.mp4",
+         "caption": f"a {still.colour} {still.shape} in the middle of the frame"},
+        "static clip (one picture)", "motion", "static")  # fmt: skip
+    write_h264(out / "videos" / "planted-black.mp4", mostly_black_clip(dark, rng))
+    add({"id": "planted-black", "video": "videos/planted-black.mp4", "caption": dark.caption("en")},
+        "mostly black clip", "motion", "blank")  # fmt: skip
 
     with open(out / "manifest.jsonl", "w", encoding="utf-8") as fh:
         for row in rows:

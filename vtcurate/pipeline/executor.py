@@ -26,6 +26,7 @@ from vtcurate.config import FLOW, TRAIN, PipelineConfig
 from vtcurate.errors import UserError
 from vtcurate.models.store import use_store, weights_listing
 from vtcurate.pipeline import manifest as mf
+from vtcurate.pipeline.decisions import ConfigChange, apply_changes, compare, split_section
 from vtcurate.pipeline.partition import ConservationError, Op, PartitionResult, peak_rss_mb
 from vtcurate.pipeline.preflight import preflight
 from vtcurate.pipeline.progress import Progress
@@ -68,14 +69,21 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
+# Keys a resumed run may change freely: how it runs, not what it computes (stage sections are
+# compared key by key: `pipeline.decisions`).
+NOT_FINGERPRINTED = {"name", "runner", "ray", "beam", "stages", "report", "faults", "train", "models"}
+
+
+def _global_keys(config_json: dict) -> dict:
+    """The keys every stage's results depend on (partition_rows, how the input is read)."""
+    return {k: v for k, v in config_json.items() if k not in NOT_FINGERPRINTED and k not in FLOW}
+
+
 def fingerprint(config: PipelineConfig, manifest: str, digest: str) -> str:
-    """What a resumed run must share with the first one: the input (path and bytes) and every
-    decision-making key (not the runner and its settings, stage list, report options, faults or
-    training options)."""
-    body = config.model_dump(
-        mode="json",
-        exclude={"name", "runner", "ray", "beam", "stages", "report", "faults", "train", "models"},
-    )
+    """What a run's scores depend on: the input (path and bytes), the global keys and every
+    stage's scoring keys (not its decision keys, which can change and be re-applied)."""
+    body = _global_keys(config.model_dump(mode="json"))
+    body["scoring"] = {stage: split_section(config, stage)[0] for stage in FLOW}
     blob = json.dumps({"input": manifest, "input_sha256": digest, "config": body}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -85,7 +93,11 @@ def _diff_sections(old: dict, new: dict) -> list[str]:
     return sorted(k for k in keys if old.get(k) != new.get(k))
 
 
-def prepare_run_dir(rd: RunDir, config: PipelineConfig, manifest: str, fresh: bool) -> dict:
+def prepare_run_dir(
+    rd: RunDir, config: PipelineConfig, manifest: str, fresh: bool
+) -> tuple[dict, ConfigChange]:
+    """run.json for this invocation, and what changed in the stage sections since the last one
+    (the input and the global keys must not change: that is refused)."""
     if fresh and rd.root.exists():
         if any(rd.root.iterdir()) and not rd.run_json.exists():
             raise UserError(f"--fresh refuses to delete {rd.root}: it is not a run directory (no run.json)")
@@ -93,8 +105,11 @@ def prepare_run_dir(rd: RunDir, config: PipelineConfig, manifest: str, fresh: bo
     digest = mf.manifest_digest(manifest, config.manifest)
     fp = fingerprint(config, manifest, digest)
     previous = rd.read_run_json()
-    if previous and previous.get("fingerprint") != fp:
-        changed = _diff_sections(previous.get("config", {}), config.model_dump(mode="json"))
+    change = compare(previous.get("config", {}), config) if previous else ConfigChange()
+    old_global = _global_keys(previous.get("config", {})) if previous else {}
+    if previous and (previous.get("input") != manifest or previous.get("input_sha256") != digest
+                     or old_global != _global_keys(config.model_dump(mode="json"))):  # fmt: skip
+        changed = _diff_sections(old_global, _global_keys(config.model_dump(mode="json")))
         if previous.get("input") != manifest:
             changed.insert(0, "input")
         elif previous.get("input_sha256") != digest:
@@ -112,9 +127,9 @@ def prepare_run_dir(rd: RunDir, config: PipelineConfig, manifest: str, fresh: bo
         "stages": {},
         "invocations": [],
     }
-    info.update(config=config.model_dump(mode="json"), versions=package_versions())
+    info.update(config=config.model_dump(mode="json"), versions=package_versions(), fingerprint=fp)
     write_json(info, rd.run_json)
-    return info
+    return info, change
 
 
 def _upstream(name: str, config: PipelineConfig) -> str:
@@ -409,7 +424,11 @@ def run_pipeline(
     store = use_store(config.models.store, config.models.node_cache) if config.models.store else None
     preflight(config, selected, check_gpus=not remote)  # a remote cluster's GPUs: checked by its runner
     selected = sorted((s for s in selected if s != TRAIN), key=FLOW.index)
-    info = prepare_run_dir(rd, config, manifest, fresh)
+    info, change = prepare_run_dir(rd, config, manifest, fresh)
+    changes = None
+    if change:  # decision keys re-applied from stored scores; scoring keys: stages recomputed
+        changes = {"scoring": change.scoring, "decision": change.decision}
+        changes.update(apply_changes(rd, config, change))
     if store:
         info["models"] = weights_listing(config, store)  # the sha256 of every weight file it loads
     results: dict[str, dict] = {}
@@ -420,6 +439,7 @@ def run_pipeline(
             "runner": info["runner"]["runner"],
             "stages": selected,
             "segments": [],
+            **({"config_changes": changes} if changes else {}),
         }
         info.setdefault("invocations", []).append(invocation)
         write_json(info, rd.run_json)

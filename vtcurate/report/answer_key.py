@@ -2,7 +2,9 @@
 `{"row": manifest row, "id", "planted": what, "expect_stage": stage or null, "expect_reason": code or null}`
 (the demo corpus writes one).  `expect_stage: null` means the row must survive every stage.  A
 long video's row may add `expect_clips` (the clips split should cut from it) and `cuts` (times).
-A row split into clips counts as rejected where its first clip was.
+A row split into clips counts as rejected where its first clip was.  A row with `expect_text` (burned-in
+text planted on it) must also have that text among the lines OCR read (`ocr_text`, spaces and case
+aside), or it is `wrong_text`.
 """
 
 from __future__ import annotations
@@ -16,8 +18,26 @@ from vtcurate.stages.base import DROP_REASON
 from vtcurate.storage import read_rows
 
 # statuses that mean a stage decided wrongly
-WRONG = frozenset({"missed", "wrong_reason", "wrongly_dropped", "dropped_elsewhere", "wrong_split"})
+WRONG = frozenset(
+    {"missed", "wrong_reason", "wrongly_dropped", "dropped_elsewhere", "wrong_split", "wrong_text"}
+)
 SPLIT = "split"
+OCR_STAGE, OCR_TEXT = "text_overlay", "ocr_text"
+
+
+def _squeeze(text: str) -> str:
+    return "".join(text.split()).casefold()
+
+
+def _ocr_texts(rd: RunDir, finished: list[str]) -> dict[int, str]:
+    """What OCR read on each manifest row (its clips' lines joined), where text_overlay ran."""
+    if OCR_STAGE not in finished:
+        return {}
+    texts: dict[int, list[str]] = defaultdict(list)
+    sdir = rd.stage(OCR_STAGE)
+    for row in read_rows(sdir.kept_parts() + sdir.rejected_parts(), ["row", OCR_TEXT]):
+        texts[row["row"]].append(row[OCR_TEXT] or "")
+    return {row: "\n".join(t) for row, t in texts.items()}
 
 
 def evaluate_answer_key(rd: RunDir, path: Path | None, finished: list[str]) -> dict | None:
@@ -33,6 +53,7 @@ def evaluate_answer_key(rd: RunDir, path: Path | None, finished: list[str]) -> d
     if SPLIT in finished:
         for row in read_rows(rd.stage(SPLIT).kept_parts(), ["row"]):
             clips[row["row"]] += 1
+    ocr = _ocr_texts(rd, finished) if any(c.get("expect_text") for c in cases) else {}
     planted_rows = {c["row"] for c in cases}
     # a stage that scored but did not drop (random model weights) cannot have caught anything
     unenforced = {
@@ -58,9 +79,14 @@ def evaluate_answer_key(rd: RunDir, path: Path | None, finished: list[str]) -> d
             split = {"got_clips": clips[case["row"]]}
             if split["got_clips"] != case["expect_clips"] and status not in WRONG:
                 status = "wrong_split"
+        text = {}
+        if case.get("expect_text") and OCR_STAGE in finished:
+            text = {"got_text": ocr.get(case["row"])}
+            if _squeeze(case["expect_text"]) not in _squeeze(text["got_text"] or "") and status not in WRONG:
+                status = "wrong_text"
         out_cases.append({
             **case, "got_stage": got[0] if got else None, "got_reason": got[1] if got else None,
-            **split, "status": status,
+            **split, **text, "status": status,
         })  # fmt: skip
     clean_dropped = [
         {"row": row, "stage": stage, "reason": reason}

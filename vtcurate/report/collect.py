@@ -33,7 +33,9 @@ THUMB_SIDE = 96
 EXAMPLE_SCORES = (
     "duration", "width", "height", "codec", "lang", "lang_score", "lang_rule",
     "lang_fasttext", "han_ratio", "caption_length", "keyframe_backend",
+    "motion_score", "frozen_fraction", "blank_fraction", "text_area", "text_frames", "ocr_text",
 )  # fmt: skip
+BOXED_SIDE = 192  # a thumbnail with its text boxes drawn: twice the others, so the boxes show
 
 
 def _thumb_image(img) -> str:
@@ -64,9 +66,36 @@ def _thumb_from_video(row: dict) -> str | None:
     return _thumb_image(frames.images[0])
 
 
+def _boxed_thumb(row: dict) -> str | None:
+    """The key-frame with the most text boxes (`text_boxes`, text_overlay), its boxes drawn in red."""
+    import cv2
+    import numpy as np
+
+    from vtcurate.video.frames import encode_jpeg, resize_short_side
+
+    boxes, frames = row.get("text_boxes") or [], row.get("frames") or []
+    if not boxes or not frames:
+        return None
+    counts = defaultdict(int)
+    for box in boxes:
+        counts[box["frame"]] += 1
+    index = max(counts, key=lambda i: (counts[i], -i))
+    img = cv2.imdecode(np.frombuffer(frames[index], np.uint8), cv2.IMREAD_COLOR)
+    img = np.ascontiguousarray(resize_short_side(img, BOXED_SIDE))
+    h, w = img.shape[:2]
+    for box in boxes:
+        if box["frame"] == index:
+            quad = np.round(np.asarray(box["quad"]).reshape(-1, 2) * (w, h)).astype(np.int32)
+            cv2.polylines(img, [quad], True, (0, 0, 255), 2)
+    return data_uri(encode_jpeg(img[:, :, ::-1], 85), "image/jpeg")
+
+
 def _example(row: dict) -> dict:
     frames = row.get("frames") or []
-    if frames:
+    boxed = _boxed_thumb(row)
+    if boxed:
+        thumbs = [boxed]
+    elif frames:
         thumbs = [_thumb(frames[len(frames) // 2])]
     else:
         thumb = _thumb_from_video(row)
@@ -80,6 +109,7 @@ def _example(row: dict) -> dict:
         "detail": row.get(DROP_DETAIL),
         "scores": {k: row[k] for k in EXAMPLE_SCORES if row.get(k) is not None},
         "thumbnails": thumbs,
+        "thumb_width": BOXED_SIDE if boxed else THUMB_SIDE,
     }
 
 
@@ -212,6 +242,41 @@ def _distributions(rd: RunDir, config: dict, finished: set[str]) -> dict:
     return dists
 
 
+def _plan_cutoff(rd: RunDir, stage: str) -> float | None:
+    path = rd.stage(stage).plan
+    return json.loads(path.read_text("utf-8")).get("cutoff") if path.exists() else None
+
+
+def _clip_quality(rd: RunDir, config: dict, finished: set[str]) -> dict:
+    """Histograms of motion's and text_overlay's scores, with their decision thresholds."""
+    dists: dict[str, Any] = {}
+    if "motion" in finished:
+        v = _values(rd, "motion", ["motion_score", "blank_fraction"])
+        edges = _edges(v["kept"]["motion_score"] + v["rejected"]["motion_score"])
+        dists["motion_score"] = {
+            "title": "Motion: share of moving pixels, median of the frame pairs (motion)",
+            "unit": "motion_score",
+            "edges": edges, "series": {side: _hist(v[side]["motion_score"], edges) for side in v},
+            "thresholds": {"min_motion": config["motion"]["min_motion"]},
+        }  # fmt: skip
+        edges = [i / 8 for i in range(9)]
+        dists["blank_fraction"] = {
+            "title": "Black or flat key-frames (motion)", "unit": "share of key-frames", "edges": edges,
+            "series": {side: _hist(v[side]["blank_fraction"], edges) for side in v},
+            "thresholds": {"max_blank_fraction": config["motion"]["max_blank_fraction"]},
+        }  # fmt: skip
+    if "text_overlay" in finished:
+        v = _values(rd, "text_overlay", ["text_area"])
+        edges = _edges(v["kept"]["text_area"] + v["rejected"]["text_area"])
+        cutoff = _plan_cutoff(rd, "text_overlay")
+        dists["text_area"] = {
+            "title": "Burned-in text: share of the frame covered (text_overlay)", "unit": "text_area",
+            "edges": edges, "series": {side: _hist(v[side]["text_area"], edges) for side in v},
+            "thresholds": {} if cutoff is None else {"cut-off": cutoff},
+        }  # fmt: skip
+    return dists
+
+
 def _normalisation_samples(rd: RunDir, limit: int) -> list[dict]:
     if not rd.stage("langid").done:
         return []
@@ -296,7 +361,8 @@ def collect(run_dir: str | Path, answer_key: str | Path | None = None) -> dict:
         "funnel": [{k: s.get(k) for k in FUNNEL_KEYS} for s in stats],
         "stages_not_run": [s for s in FLOW if s not in finished],
         "rejections": _rejections(rd, stats, report_cfg.get("examples_per_reason", 3)),
-        "distributions": _distributions(rd, config, set(finished)) if config else {},
+        "distributions": {**_distributions(rd, config, set(finished)),
+                          **_clip_quality(rd, config, set(finished))} if config else {},  # fmt: skip
         "normalisation_samples": _normalisation_samples(rd, report_cfg.get("samples", 6)),
         "samples": _samples(rd, stats, report_cfg.get("samples", 6)),
         "shards": _shards(rd),

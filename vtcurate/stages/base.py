@@ -56,6 +56,9 @@ class Stage:
     global_plan: ClassVar[bool] = False
     # True: the stage reads the run's input manifest (the first stage of the flow).
     reads_manifest: ClassVar[bool] = False
+    # Reasons given by the stage's decision step (scores + decision keys, no model): the rejections
+    # re-judged when decision keys change.  Others (a file that would not open) are scoring outcomes.
+    decision_reasons: ClassVar[tuple[str, ...]] = ()
     # True: one input row may become several rows (a video into its clips); see the module doc.
     splits_rows: ClassVar[bool] = False
 
@@ -95,6 +98,12 @@ class Stage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         raise NotImplementedError
+
+    def redecide(self, table: pa.Table) -> pa.Table:
+        """The decision step again, from the rows' stored score columns and the config alone (no
+        model): rows rejected with one of `decision_reasons`, and kept rows, are judged anew; other
+        rejections stand.  global_plan stages decide through plan()/apply_plan() instead."""
+        return table
 
     def plan(self, scored: list[Path]) -> dict:
         """global_plan stages: the decision plan, from the scored partitions of the whole run."""
@@ -139,6 +148,14 @@ def keep_earlier_drops(table: pa.Table, reasons: list[str | None], details: list
     old_d = table.column(DROP_DETAIL).to_pylist()
     merged = [(r0, d0) if r0 else (r, d) for r0, d0, r, d in zip(old_r, old_d, reasons, details)]
     return with_decisions(table, [m[0] for m in merged], [m[1] for m in merged])
+
+
+def reopen(table: pa.Table, reasons: tuple[str, ...]) -> pa.Table:
+    """The rows as scored: decisions for `reasons` cleared, other rejections kept."""
+    old_r = table.column(DROP_REASON).to_pylist()
+    old_d = table.column(DROP_DETAIL).to_pylist()
+    cleared = [(None, None) if r in reasons else (r, d) for r, d in zip(old_r, old_d)]
+    return with_decisions(table, [c[0] for c in cleared], [c[1] for c in cleared])
 
 
 def column(table: pa.Table, name: str) -> list:

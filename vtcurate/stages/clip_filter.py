@@ -58,6 +58,7 @@ class ClipFilterStage(Stage):
         return Resources(num_cpus=1.0, num_gpus=gpus, batch_size=self.config.batch_size)
 
     global_plan = True
+    decision_reasons = ("low_clip_score",)
 
     def static_plan(self) -> dict | None:
         """Absolute thresholds need no other partition's scores: decided as each one is scored."""

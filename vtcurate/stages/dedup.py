@@ -94,6 +94,7 @@ class DedupStage(Stage):
     name = "dedup"
     output_columns = ("frame_phashes", "frame_thumbs", "caption_key", "duplicate_of")
     global_plan = True
+    decision_reasons = ("near_duplicate", "duplicate_caption")
 
     config: DedupConfig
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pyarrow as pa
 
 from vtcurate.config import IngestConfig
-from vtcurate.stages.base import Resources, Stage, set_column, with_decisions
+from vtcurate.stages.base import (
+    DROP_DETAIL,
+    DROP_REASON,
+    Resources,
+    Stage,
+    column,
+    reopen,
+    set_column,
+    with_decisions,
+)
 from vtcurate.video.probe import probe
 from vtcurate.video.source import VideoSourceError
 
@@ -29,6 +38,7 @@ class IngestStage(Stage):
     output_columns = (*PROBE_FIELDS, "span_start", "span_end")
     score_columns = ("duration", "fps", "width", "height")
     reads_manifest = True
+    decision_reasons = ("too_short", "too_long")
 
     config: IngestConfig
 
@@ -46,12 +56,22 @@ class IngestStage(Stage):
         if start >= duration or end > duration + SPAN_TOLERANCE_S:
             return start, end, "bad_span", f"span [{start}, {end}) exceeds the {duration:.3f}s video"
         end = min(end, duration)
-        length = end - start
+        return start, end, *self._limits(end - start)
+
+    def _limits(self, length: float) -> tuple[str | None, str | None]:
         if length < self.config.min_duration:
-            return start, end, "too_short", f"{length:.3f}s < min_duration {self.config.min_duration}s"
+            return "too_short", f"{length:.3f}s < min_duration {self.config.min_duration}s"
         if length > self.config.max_duration:
-            return start, end, "too_long", f"{length:.3f}s > max_duration {self.config.max_duration}s"
-        return start, end, None, None
+            return "too_long", f"{length:.3f}s > max_duration {self.config.max_duration}s"
+        return None, None
+
+    def redecide(self, table: pa.Table) -> pa.Table:
+        table = reopen(table, self.decision_reasons)
+        reasons, details = column(table, DROP_REASON), column(table, DROP_DETAIL)
+        for i, (start, end) in enumerate(zip(column(table, "span_start"), column(table, "span_end"))):
+            if reasons[i] is None and start is not None:
+                reasons[i], details[i] = self._limits(end - start)
+        return with_decisions(table, reasons, details)
 
     def _row(self, row: dict) -> tuple[dict, str | None, str | None]:
         out: dict = dict.fromkeys(self.output_columns)

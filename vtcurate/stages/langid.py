@@ -27,7 +27,16 @@ import pyarrow as pa
 
 from vtcurate.config import LangIdConfig
 from vtcurate.models.langid import LangGuess, LanguageIdentifier
-from vtcurate.stages.base import Resources, Stage, set_column, with_decisions
+from vtcurate.stages.base import (
+    DROP_DETAIL,
+    DROP_REASON,
+    Resources,
+    Stage,
+    column,
+    reopen,
+    set_column,
+    with_decisions,
+)
 from vtcurate.text.normalize import normalize_caption
 from vtcurate.text.script import ScriptStats, caption_length, chinese_by_script, script_stats
 from vtcurate.text.short_lid import ShortTextIdentifier, lingua_language
@@ -50,6 +59,7 @@ _COLUMNS = (
 
 class LangIdStage(Stage):
     name = "langid"
+    decision_reasons = ("lang_not_allowed", "low_lang_confidence", "caption_too_short", "caption_too_long")
     output_columns = ("caption_raw", *(name for name, _ in _COLUMNS))
     score_columns = (
         "lang_score",
@@ -181,6 +191,23 @@ class LangIdStage(Stage):
         if n > cfg.max_length[lang]:
             return "caption_too_long", f"{n} {unit} > {cfg.max_length[lang]}"
         return None, None
+
+    def redecide(self, table: pa.Table) -> pa.Table:
+        """Steps 4 and 5 again on stored rows: the second opinion's rule, then the limits."""
+        table = reopen(table, self.decision_reasons)
+        stored = table.select(["caption_raw", "caption", *(c for c, _ in _COLUMNS)]).to_pylist()
+        reasons, details = column(table, DROP_REASON), column(table, DROP_DETAIL)
+        rows = []
+        for i, row in enumerate(stored):
+            if reasons[i] is None:  # the text before Simplified conversion, as score() had it
+                normalized = normalize_caption(row["caption_raw"] or "", tuple(self.config.boilerplate))
+                row = self.resolve({**row, "normalized": normalized, "text": row["caption"]})
+                reasons[i], details[i] = self.decide(row)
+            rows.append(row)
+        table = set_column(table, "caption", [r.get("text", r["caption"]) for r in rows])
+        for col, type_ in _COLUMNS:
+            table = set_column(table, col, [r[col] for r in rows], type_)
+        return with_decisions(table, reasons, details)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         captions = batch.column("caption").to_pylist()
