@@ -185,6 +185,41 @@ def _cmd_models_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _format_whatif(funnel: list[dict]) -> str:
+    lines = [f"{'stage':<12} {'rows_in':>8} {'kept':>8} {'rejected':>9} {'unscored':>9}  kept/in by language"]
+    for s in funnel:
+        langs = ", ".join(f"{k} {v['kept']}/{v['kept'] + v['rejected']}" for k, v in s["by_language"].items())
+        counts = f"{s['rows_in']:>8} {s['kept']:>8} {s['rejected']:>9} {s['unscored']:>9}"
+        lines.append(f"{s['stage']:<12} {counts}  {langs}")
+        lines += [f"{'':<14}- {reason}: {n}" for reason, n in s["rejected_by_reason"].items()]
+    return "\n".join(lines)
+
+
+def _cmd_whatif(args: argparse.Namespace) -> int:
+    from vtcurate.pipeline.decisions import whatif
+
+    if not args.sweep:
+        funnel = whatif(args.run_dir, args.set)
+        print(json.dumps(funnel, indent=1, ensure_ascii=False) if args.json else _format_whatif(funnel))
+        return 0
+    key, _, values = args.sweep.partition("=")
+    table = []
+    for value in (v.strip() for v in values.split(",")):
+        funnel = whatif(args.run_dir, [*args.set, f"{key}={value}"])
+        last = funnel[-1]
+        table.append({key: value, "kept": last["kept"], "unscored": last["unscored"],
+                      "kept_by_language": {k: v["kept"] for k, v in last["by_language"].items()},
+                      "funnel": funnel})  # fmt: skip
+    if args.json:
+        print(json.dumps(table, indent=1, ensure_ascii=False))
+        return 0
+    print(f"{key:>24} {'kept':>8} {'unscored':>9}  kept by language (after {funnel[-1]['stage']})")
+    for row in table:
+        langs = ", ".join(f"{k} {v}" for k, v in row["kept_by_language"].items())
+        print(f"{row[key]:>24} {row['kept']:>8} {row['unscored']:>9}  {langs}")
+    return 0
+
+
 def _cmd_diff(args: argparse.Namespace) -> int:
     from vtcurate.report.diff import diff, format_diff
 
@@ -261,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
     mfetch.add_argument("--cache", help="the store: a folder or fsspec URL (default: models.store)")
     mfetch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
     mfetch.set_defaults(func=_cmd_models_fetch)
+
+    whatif = sub.add_parser("whatif", help="the funnel a decision change would give, from stored scores")
+    whatif.add_argument("run_dir")
+    whatif.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a decision key")
+    whatif.add_argument("--sweep", metavar="KEY=V1,V2,...", help="a table over one decision key's values")
+    whatif.add_argument("--json", action="store_true", help="as JSON, in the shape of stats --json")
+    whatif.set_defaults(func=_cmd_whatif)
 
     dif = sub.add_parser("diff", help="the clips two runs kept or dropped differently, per stage and reason")
     dif.add_argument("run_a")

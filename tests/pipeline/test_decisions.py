@@ -129,3 +129,33 @@ def test_redeciding_equals_deciding_afresh(stage_cls, config_cls, first, second,
     again = stage_cls(config_cls(**second)).redecide(scored)
     assert again.to_pylist() == fresh.to_pylist()
     assert again.column("drop_reason").to_pylist() != scored.column("drop_reason").to_pylist()
+
+
+def _listing(root) -> dict:
+    return {str(p): p.stat().st_mtime_ns for p in sorted(root.rglob("*"))}
+
+
+def test_whatif_equals_what_the_run_then_does_and_writes_nothing(demo_corpus, tmp_path, capsys):
+    from vtcurate.cli import main
+    from vtcurate.errors import UserError
+    from vtcurate.pipeline.decisions import whatif
+    from vtcurate.pipeline.stats import funnel_json, load_stats
+
+    manifest = str(demo_corpus / "manifest.jsonl")
+    run_pipeline(_config(0.9), manifest, tmp_path / "run", runner="local")
+    before = _listing(tmp_path / "run")
+    stricter = ["clip_filter.thresholds.*.value=0.5", "langid.min_length.en=6"]
+    predicted = whatif(tmp_path / "run", stricter)
+    assert _listing(tmp_path / "run") == before  # nothing written
+    assert all(s["unscored"] == 0 for s in predicted)  # stricter: every row reaching a stage was scored there
+    with pytest.raises(UserError, match=r"\['clip_filter.aggregate'\] are scoring keys"):
+        whatif(tmp_path / "run", ["clip_filter.aggregate=max"])
+    assert main(["whatif", str(tmp_path / "run"), "--sweep", "clip_filter.thresholds.*.value=0.9,0.5,0.25",
+                 "--json"]) == 0  # fmt: skip
+    sweep = json.loads(capsys.readouterr().out)
+    assert [row["kept"] for row in sweep] == sorted((row["kept"] for row in sweep), reverse=True)
+    assert sweep[0]["kept"] == load_stats(tmp_path / "run")[-1]["kept"]  # the run's own value: as it is
+    run_pipeline(_config(0.5, "langid.min_length.en=6"), manifest, tmp_path / "run", runner="local")
+    done = funnel_json(load_stats(tmp_path / "run"))
+    keys = ("stage", "rows_in", "kept", "rejected", "rejected_by_reason")
+    assert [{k: s[k] for k in keys} for s in predicted] == [{k: s[k] for k in keys} for s in done]

@@ -182,3 +182,69 @@ def apply_changes(rd: RunDir, config: PipelineConfig, change: ConfigChange) -> d
     if stale:
         shutil.rmtree(rd.root / TRAIN, ignore_errors=True)  # trained on shards that no longer hold
     return done
+
+
+def _counts(name: str, tables: dict[str, pa.Table], unscored: int) -> dict:
+    rows = pa.concat_tables(list(tables.values()), promote_options="permissive") if tables else None
+    reasons = rows.column(DROP_REASON).to_pylist() if rows is not None else []
+    has_lang = rows is not None and "lang" in rows.column_names
+    langs = rows.column("lang").to_pylist() if has_lang else [None] * len(reasons)
+    by_lang: dict[str, dict[str, int]] = {}
+    for lang, reason in zip(langs, reasons):
+        entry = by_lang.setdefault(lang or "und", {"kept": 0, "rejected": 0})
+        entry["kept" if reason is None else "rejected"] += 1
+    by_reason: dict[str, int] = {}
+    for reason in reasons:
+        if reason is not None:
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+    kept = sum(r is None for r in reasons)
+    return {"stage": name, "rows_in": len(reasons) + unscored, "kept": kept, "rejected": len(reasons) - kept,
+            "rejected_by_reason": dict(sorted(by_reason.items(), key=lambda kv: -kv[1])),
+            "by_language": dict(sorted(by_lang.items())), "unscored": unscored}  # fmt: skip
+
+
+def whatif(run_dir: str | Path, overrides: list[str]) -> list[dict]:
+    """The funnel a run with `overrides` (decision keys) would give, from the stored scores of the
+    finished stages, writing nothing; in the shape of `vtcurate stats --json`, plus `by_language`
+    and `unscored`: rows that would newly reach a stage whose scores were never computed for them
+    (a looser decision upstream), whose fate only a run can tell."""
+    from vtcurate.config import apply_override, validate
+    from vtcurate.errors import UserError
+    from vtcurate.stages import build_stage
+
+    rd = RunDir(run_dir)
+    info = rd.read_run_json()
+    if info is None:
+        raise UserError(f"{run_dir} is not a run directory (no run.json)")
+    raw = json.loads(json.dumps(info["config"]))
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    config = validate(raw)
+    change = compare(info["config"], config)
+    if change.scoring:
+        keys = [f"{s}.{k}" for s, ks in change.scoring.items() for k in ks]
+        raise UserError(f"whatif re-applies decisions from stored scores; {keys} are scoring keys "
+                        "(a run with them recomputes that stage and the ones after it)")  # fmt: skip
+    funnel, reaching = [], None  # reaching: clip ids that would reach the next stage (None: as stored)
+    for name in (s for s in FLOW if s in config.stages and rd.stage(s).done):
+        stage, sdir = build_stage(name, config), rd.stage(name)
+        tables = {part: stored_rows(sdir, _source(rd, config, name), part) for part in _parts(sdir)}
+        unscored: set[str] = set()
+
+        def key(t: pa.Table, split: bool = stage.splits_rows) -> pa.ChunkedArray:  # what the stage read
+            return pc.coalesce(t.column("parent_id"), t.column("clip_id")) if split else t.column("clip_id")
+
+        if reaching is not None:
+            unscored = reaching - {c for t in tables.values() for c in key(t).to_pylist()}
+            wanted = pa.array(sorted(reaching), pa.string())
+            tables = {p: t.filter(pc.is_in(key(t), value_set=wanted)) for p, t in tables.items()}
+        if name in change.decision or (reaching is not None and stage.global_plan):
+            tables, _ = redecide(stage, tables)
+        counts = _counts(name, tables, len(unscored))
+        if stage.splits_rows:  # rows in are videos, kept are clips
+            videos = {v for t in tables.values() for v in key(t).to_pylist()}
+            counts["rows_in"] = counts["videos_in"] = len(videos) + len(unscored)
+        funnel.append(counts)
+        if name in change.decision or reaching is not None:
+            reaching = _kept_ids(tables) | unscored  # unscored rows: their fate here is unknown
+    return funnel
