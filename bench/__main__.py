@@ -7,11 +7,12 @@ import logging
 import os
 import time
 
-from bench import keyframes, memory, models, pipeline, scale, shards, split
+from bench import filters, keyframes, memory, models, pipeline, scale, shards, split
 from bench.common import RESULTS_MD, write_results
 
 SUITE = {
     "keyframes": keyframes.run,
+    "filters": filters.run,  # motion and text_overlay: cost per clip
     "langid": models.langid,
     "clip": models.clip_scoring,
     "llm": models.llm_rewrite,
