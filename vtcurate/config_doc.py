@@ -174,7 +174,12 @@ def _default_cell(default: str) -> str:
 def _section_note(name: str) -> str:
     for i, entry in enumerate(STAGES):
         if entry.name == name:
-            return f"Stage {i} of the flow (`stages/{i:02d}_{name}/`), `{entry.impl.replace(':', '.')}`."
+            where = f"Stage {i} of the flow (`stages/{i:02d}_{name}/`), `{entry.impl.replace(':', '.')}`."
+            decisions = ", ".join(f"`{k}`" for k in sorted(entry.section.decision_keys))
+            if not decisions:
+                return f"{where} All its keys are scoring keys (a change recomputes it and those after it)."
+            return (f"{where} Decision keys (a change is re-applied from stored scores): {decisions}; the "
+                    "others are scoring keys (a change recomputes it and those after it).")  # fmt: skip
     if name == TRAIN:
         return "The optional last stage (`stages: [..., train]`, or `vtcurate train`)."
     return ""
