@@ -121,3 +121,17 @@ def test_random_lm_marker_is_what_makes_it_random(tiny_lm_dir, tmp_path):
     shutil.copytree(tiny_lm_dir, copy)
     (copy / RANDOM_MARKER).unlink()
     assert TransformersChatLM(copy, device="cpu").provenance()["random_weights"] is False
+
+
+def test_the_weights_load_on_first_generation_only(tiny_lm_dir, monkeypatch):
+    """A rewrite whose generations all come from its cache loads no model."""
+    import vtcurate.models.hf_chat as hf_chat
+
+    calls = []
+    real = hf_chat.load_cached
+    monkeypatch.setattr(hf_chat, "load_cached", lambda *a, **k: calls.append(a[:2]) or real(*a, **k))
+    lm = TransformersChatLM(tiny_lm_dir, device="cpu", batch_size=2)
+    assert lm.model_id == "tiny-random-lm" and calls == []  # constructed, nothing loaded
+    lm.generate(CHATS[:1], Sampling(max_tokens=4))
+    lm.generate(CHATS[1:2], Sampling(max_tokens=4))
+    assert calls == [("lm", tiny_lm_dir.resolve())]

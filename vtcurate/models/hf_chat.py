@@ -51,17 +51,38 @@ class TransformersChatLM(CachedModel):
             raise UserError(f"{self.path} is a file but not a .gguf; give a .gguf or a model directory")
         self.model_id = self.path.name
         self.batch_size = batch_size
-        self._loaded: Loaded | None = load_cached("lm", self.path, resolve_device(device), self._load)
-        self.load_s = self._loaded.load_s
-        tok = self._loaded.tokenizer
-        if not getattr(tok, "chat_template", None):
-            raise UserError(
-                f"{self.path} has no chat template; TransformersChatLM needs an instruct/chat model"
-            )
-        cfg = self._loaded.model.config
-        self.context = int(getattr(cfg, "max_position_embeddings", 0) or 0) or int(tok.model_max_length)
-        gc = self._loaded.model.generation_config
-        self._eos = eos_ids(gc.eos_token_id, tok.eos_token_id)
+        self._device = resolve_device(device)
+        self._loaded: Loaded | None = None
+        self._closed = False
+
+    @property
+    def loaded(self) -> Loaded:
+        """The weights, loaded on first use (dequantising a GGUF takes seconds): a stage whose
+        generations all come from its cache never loads them."""
+        if self._closed:
+            raise RuntimeError("generator is closed")
+        if self._loaded is None:
+            loaded = load_cached("lm", self.path, self._device, self._load)
+            if not getattr(loaded.tokenizer, "chat_template", None):
+                raise UserError(f"{self.path} has no chat template: TransformersChatLM needs a chat model")
+            self._loaded = loaded
+        return self._loaded
+
+    def close(self) -> None:
+        self._closed, self._loaded = True, None
+
+    @property
+    def load_s(self) -> float:
+        return self.loaded.load_s
+
+    @property
+    def context(self) -> int:
+        cfg, tok = self.loaded.model.config, self.loaded.tokenizer
+        return int(getattr(cfg, "max_position_embeddings", 0) or 0) or int(tok.model_max_length)
+
+    @property
+    def _eos(self) -> set[int]:
+        return eos_ids(self.loaded.model.generation_config.eos_token_id, self.loaded.tokenizer.eos_token_id)
 
     def _load(self, device: str) -> Loaded:
         from transformers import AutoModelForCausalLM, AutoTokenizer
