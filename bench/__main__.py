@@ -7,7 +7,7 @@ import logging
 import os
 import time
 
-from bench import filters, keyframes, memory, models, pipeline, scale, shards, split
+from bench import decisions, filters, keyframes, memory, models, pipeline, scale, shards, split
 from bench.common import RESULTS_MD, write_results
 
 SUITE = {
@@ -22,6 +22,7 @@ SUITE = {
     "memory": memory.driver_memory,
     "scale": scale.run,  # one run each: ignores reps
     "split": split.run,  # one run each: ignores reps
+    "decisions": decisions.run,  # one run each: ignores reps
 }
 
 
