@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import (
@@ -34,6 +34,10 @@ class ConfigError(UserError, ValueError):
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # A stage section's decision keys: what its stage decides from stored scores, so a change
+    # re-applies decisions without rescoring.  Every other key of a stage section is a scoring key:
+    # a change recomputes that stage and those after it.
+    decision_keys: ClassVar[frozenset[str]] = frozenset()
 
 
 class StageResources(Strict):
@@ -111,6 +115,8 @@ class FaultSpec(Strict):
 
 
 class IngestConfig(Strict):
+    decision_keys = frozenset({"min_duration", "max_duration"})
+
     min_duration: float = Field(0.5, ge=0, description="shortest clip span kept, seconds")
     max_duration: float = Field(3600.0, gt=0, description="longest clip span kept, seconds")
     probe_backends: list[Literal["decord", "pyav"]] = Field(
@@ -182,6 +188,10 @@ class SplitConfig(Strict):
 
 
 class LangIdConfig(Strict):
+    # `languages` is a scoring key too: Lingua's second opinion chooses among them
+    decision_keys = frozenset({"min_confidence", "min_length", "max_length", "second_opinion_min_confidence",
+                               "second_opinion_max_rival"})  # fmt: skip
+
     languages: list[str] = Field(["en", "zh"], min_length=1, description="languages kept")
     min_confidence: dict[str, float] = Field(
         {"en": 0.3, "zh": 0.5}, description="per-language minimum lang_score"
@@ -266,6 +276,8 @@ class TextThreshold(Strict):
 class TextOverlayConfig(Strict):
     """Burned-in text (subtitles, watermarks, captions) on the key-frames, read by PP-OCRv4."""
 
+    decision_keys = frozenset({"threshold", "min_text_frames"})
+
     ocr_short_side: int = Field(
         360,
         ge=32,
@@ -302,6 +314,8 @@ class TextOverlayConfig(Strict):
 
 class MotionConfig(Strict):
     """Static, frozen and blank clips, from grey frames at low resolution."""
+
+    decision_keys = frozenset({"min_motion", "max_frozen_fraction", "max_blank_fraction"})
 
     pairs: int = Field(
         4,
@@ -372,6 +386,8 @@ class ClipThreshold(Strict):
 
 
 class ClipFilterConfig(Strict):
+    decision_keys = frozenset({"thresholds", "enforce_with_random_weights"})
+
     models: dict[str, ClipModelSpec] = Field(
         {"*": ClipModelSpec(name="vtc-tiny-vit")},
         description="model per caption language; '*' is the fallback for languages not listed",
@@ -388,6 +404,10 @@ class ClipFilterConfig(Strict):
 
 
 class DedupConfig(Strict):
+    # the fingerprints are the scores; every grouping rule is applied to them in the run-wide plan
+    decision_keys = frozenset({"near_duplicates", "max_hamming", "max_thumb_diff", "min_matched_frames",
+                               "bands", "max_bucket", "captions", "prefer"})  # fmt: skip
+
     near_duplicates: bool = Field(True, description="group clips whose key-frames look alike (pHash)")
     max_hamming: int = Field(8, ge=0, le=32, description="pHash bits two frames may differ in to match")
     max_thumb_diff: int = Field(
