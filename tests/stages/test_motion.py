@@ -178,3 +178,46 @@ def test_pair_times():
     assert [t for pair in short for t in pair] == pytest.approx([10.05, 10.25, 10.15, 10.35])
     pairs = mv.pair_times(1.0, 3.0, 8, 0.5)
     assert all(1.0 <= t0 < t1 < 3.0 and t1 - t0 == pytest.approx(0.5) for t0, t1 in pairs)
+
+
+def test_a_run_re_decides_motion_and_text_from_stored_scores(demo_corpus, tmp_path, monkeypatch):
+    """Changed decision keys of motion and text_overlay, on a finished run: re-applied with no video
+    decoded and no OCR loaded, the same rows as a fresh run with those keys."""
+    from helpers import CONFIGS
+    from vtcurate.config import load_config
+    from vtcurate.pipeline.executor import run_pipeline
+    from vtcurate.pipeline.rundir import RunDir
+    from vtcurate.storage import read_columns
+
+    def config(*more):
+        flow = "stages=[ingest, keyframes, motion, text_overlay]"
+        return load_config(CONFIGS / "demo.yaml", [flow, "report.enabled=false", "partition_rows=16", *more])
+
+    def fates(run_dir):
+        rd, cols = RunDir(run_dir), ["clip_id", "drop_reason", "drop_detail"]
+        stages = ("motion", "text_overlay")
+        parts = {s: rd.stage(s).kept_parts() + rd.stage(s).rejected_parts() for s in stages}
+        return {s: sorted(zip(*read_columns(p, cols).values())) for s, p in parts.items()}
+
+    manifest = str(demo_corpus / "manifest.jsonl")
+    run_pipeline(config(), manifest, tmp_path / "run", runner="local")
+    before = fates(tmp_path / "run")
+    import vtcurate.models.ocr as ocr
+    import vtcurate.video.timed as timed
+
+    def refuse(*_a, **_k):
+        raise AssertionError("OCR loaded or a video decoded to re-apply a decision")
+
+    monkeypatch.setattr(timed, "read_frames_at", refuse)
+    monkeypatch.setattr(ocr, "load_ocr", refuse)
+    changed = ("motion.max_blank_fraction=1.0", "text_overlay.threshold={mode: absolute, value: 0.05}")
+    run_pipeline(config(*changed), manifest, tmp_path / "run", runner="local")
+    after = fates(tmp_path / "run")
+    assert after != before
+    black = next(r for r in after["motion"] if r[0] == "planted-black")
+    assert black[1] == "static"  # blank no more, but its black frame pairs do not move
+    assert ("planted-subtitles", None, None) in after["text_overlay"]  # 3% of the frame < 5%
+    assert any(r[:2] == ("planted-watermark", "text_overlay") for r in after["text_overlay"])
+    monkeypatch.undo()
+    run_pipeline(config(*changed), manifest, tmp_path / "fresh", runner="local")
+    assert after == fates(tmp_path / "fresh")
