@@ -80,6 +80,54 @@ def test_a_wrong_split_fails_the_answer_key(local_run, tmp_path):
     assert got["long0"] == "wrong_split" in WRONG and got["long1"] == "kept_as_expected"
 
 
+def test_text_read_wrong_fails_the_answer_key(local_run, tmp_path):
+    from vtcurate.report.answer_key import WRONG, evaluate_answer_key
+
+    cases = [json.loads(line) for line in Path(json.loads((local_run / "report" / "report.json").read_text())
+             ["answer_key"]["file"]).read_text().splitlines()]  # fmt: skip
+    for c in cases:
+        if c["id"] == "planted-watermark":
+            c["expect_text"] = "www.stockclip.example"  # what a misreading OCR would have to match
+    path = tmp_path / "key.jsonl"
+    path.write_text("".join(json.dumps(c) + "\n" for c in cases))
+    stages = [s["stage"] for s in load_stats(local_run)]
+    got = {c["id"]: c for c in evaluate_answer_key(RunDir(local_run), path, stages)["cases"]}
+    assert got["planted-watermark"]["status"] == "wrong_text" in WRONG
+    assert got["planted-watermark"]["got_text"] == "www.stockclips.example"
+    assert got["planted-subtitles"]["status"] == "caught"  # its own text, spaces and case aside
+
+
+def _image(uri: str):
+    import base64
+
+    import cv2
+    import numpy as np
+
+    data = base64.b64decode(uri.split(",", 1)[1])
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+
+
+def test_motion_and_text_in_the_report(report):
+    """Score histograms with their thresholds, and the dropped clips' key-frames with the text
+    boxes drawn (a larger thumbnail)."""
+    dists = report["distributions"]
+    assert dists["motion_score"]["thresholds"] == {"min_motion": 0.005}
+    assert dists["blank_fraction"]["thresholds"] == {"max_blank_fraction": 0.5}
+    assert dists["text_area"]["thresholds"] == {"cut-off": 0.01}
+    assert sum(h["n"] for h in dists["text_area"]["series"].values()) == next(
+        f["rows_in"] for f in report["funnel"] if f["stage"] == "text_overlay")  # fmt: skip
+    (text,) = report["rejections"]["text_overlay"]
+    assert text["reason"] == "text_overlay" and len(text["examples"]) == 2
+    for ex in text["examples"]:
+        assert ex["thumb_width"] == 192 and ex["scores"]["ocr_text"] and len(ex["thumbnails"]) == 1
+        img = _image(ex["thumbnails"][0])
+        red = (img[..., 0] > 180) & (img[..., 1] < 80) & (img[..., 2] < 80)
+        assert min(img.shape[:2]) == 192 and red.mean() > 0.005  # the boxes, drawn in red
+    reasons = {g["reason"]: g for g in report["rejections"]["motion"]}
+    assert set(reasons) == {"static", "blank"}
+    assert all(ex["thumb_width"] == 96 for g in reasons.values() for ex in g["examples"])
+
+
 def test_captions_are_escaped(local_run):
     html = (local_run / "report" / "index.html").read_text()
     assert "<script" not in html.lower()  # the page has no script at all, planted or ours

@@ -37,7 +37,8 @@ def _run(rows: list[dict], **config) -> list[dict]:
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory) -> dict[str, Path]:
     """Small H.264 clips (12 fps, the demo's shapes): moving, still, a slideshow of three pictures
-    (hard cuts), moving then frozen on its last frame, mostly black, and black with a line of text."""
+    (hard cuts), moving then frozen on its last frame, mostly black, black with a line of text, and
+    flat grey."""
     out = tmp_path_factory.mktemp("motion")
     rng = random.Random(3)
     moving = render(SPEC, rng, seconds=4.0)
@@ -52,6 +53,7 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "half_frozen": moving[: 2 * FPS] + [moving[2 * FPS - 1]] * (2 * FPS),
         "mostly_black": mostly_black_clip(SPEC, rng),
         "black_text": [black_text] * (2 * FPS),
+        "grey": [np.full_like(black_text, 128)] * (2 * FPS),  # a blank picture, not a black one
     }
     for name, frames in made.items():
         write_h264(out / f"{name}.mp4", frames)
@@ -71,6 +73,7 @@ def test_each_kind_of_clip_meets_its_fate(clips):
     assert half["drop_reason"] == "static" and half["drop_detail"].startswith("frozen: 50% of frame pairs")
     assert got["mostly_black"]["drop_reason"] == "blank" and got["mostly_black"]["blank_fraction"] == 0.75
     assert got["black_text"]["drop_reason"] == "blank" and got["black_text"]["blank_fraction"] == 1
+    assert got["grey"]["drop_reason"] == "blank" and got["grey"]["blank_fraction"] == 1
     for r in got.values():
         assert r["motion_source"] == "pairs" and len(r["motion_scores"]) == 4
         assert (r["drop_reason"] is None) == (r["drop_detail"] is None)
@@ -86,7 +89,7 @@ def test_key_frames_alone_cost_no_decoding(clips, monkeypatch):
     got = {r["clip_id"]: r for r in _run([_row(p, n) for n, p in clips.items()], pairs=0)}
     assert {n: r["drop_reason"] for n, r in got.items()} == {
         "moving": None, "still": "static", "slideshow": "static", "half_frozen": None,
-        "mostly_black": "blank", "black_text": "blank",
+        "mostly_black": "blank", "black_text": "blank", "grey": "blank",
     }  # fmt: skip
     assert all(r["motion_source"] == "keyframes" and len(r["motion_scores"]) == 7 for r in got.values())
 
