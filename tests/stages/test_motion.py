@@ -49,7 +49,8 @@ def clips(tmp_path_factory) -> dict[str, Path]:
     made = {
         "moving": moving,
         "still": still_clip(SPEC, rng),
-        "slideshow": [p for p in pictures for _ in range(2 * FPS)],  # 2 s per picture
+        # 1.5, 2 and 2.5 s per picture: of the 4 pairs, the third spans the cut at 3.5 s
+        "slideshow": [p for p, s in zip(pictures, (1.5, 2.0, 2.5)) for _ in range(round(s * FPS))],
         "half_frozen": moving[: 2 * FPS] + [moving[2 * FPS - 1]] * (2 * FPS),
         "mostly_black": mostly_black_clip(SPEC, rng),
         "black_text": [black_text] * (2 * FPS),
@@ -65,8 +66,10 @@ def test_each_kind_of_clip_meets_its_fate(clips):
     assert got["moving"]["drop_reason"] is None and got["moving"]["motion_score"] > 0.02
     assert got["moving"]["frozen_fraction"] == 0 and got["moving"]["blank_fraction"] == 0
     assert got["still"]["drop_reason"] == "static" and got["still"]["motion_score"] == 0
-    # a slideshow: each pair inside one picture; the median ignores a pair that spans a cut
-    assert got["slideshow"]["drop_reason"] == "static" and got["slideshow"]["motion_score"] < 0.005
+    # a slideshow: the median ignores the one pair that spans a cut
+    slides = got["slideshow"]
+    assert slides["drop_reason"] == "static" and slides["motion_score"] < 0.005
+    assert [s > 0.5 for s in slides["motion_scores"]] == [False, False, True, False]
     # moving for half the clip: its median motion passes, its frozen pairs do not
     half = got["half_frozen"]
     assert half["motion_score"] >= 0.005 and half["frozen_fraction"] == 0.5
