@@ -71,7 +71,10 @@ class ShortTextIdentifier:
         if detector is None:
             from lingua import LanguageDetectorBuilder
 
-            detector = LanguageDetectorBuilder.from_languages(*languages).build()
+            # in name order: a set's order follows the process's string hashing, and Lingua's sums
+            # would then differ in their last bits from one worker to the next
+            ordered = sorted(languages, key=lambda language: language.name)
+            detector = LanguageDetectorBuilder.from_languages(*ordered).build()
             self._detectors[languages] = detector
         return detector
 
@@ -83,7 +86,9 @@ class ShortTextIdentifier:
         values = self._detector(languages).compute_language_confidence_values(text)
         if not values or values[0].value <= 0.0:
             return ShortGuess(None, 0.0)  # no candidate is written in this text's alphabet
-        return ShortGuess(lid_code(values[0].language), float(values[0].value))
+        # rounded: the last bits of a confidence may still differ between processes, and the score
+        # is a stored column (in the shards too), which must not depend on the worker
+        return ShortGuess(lid_code(values[0].language), round(float(values[0].value), 6))
 
     def provenance(self) -> dict:
         from importlib.metadata import version
