@@ -62,7 +62,7 @@ def test_config_reference_lists_every_key_of_every_section():
     text = config_doc.markdown()
     expected = [f"`{name}`" for name in PipelineConfig.model_fields]
     expected += [f"`{e.name}.{key}`" for e in STAGES for key in e.section.model_fields]
-    expected += ["`ray.stage_resources.<stage>.num_gpus`", "`rewrite.llm.vllm_args`",
+    expected += ["`ray.stage_resources.<stage>.num_gpus`", "`rewrite.llm (backend: vllm).vllm_args`",
                  "`clip_filter.models.<lang>.pretrained`", "`train.model.clip.name`"]  # fmt: skip
     assert [k for k in expected if k not in text] == []
 
