@@ -258,19 +258,26 @@ class KeyframesConfig(Strict):
     threads: int = Field(1, ge=0, description="decoder threads per worker (0: library default)")
 
 
-class TextThreshold(Strict):
+class _Threshold(Strict):
+    """A cut-off on a score: an absolute value, or the share of the run to keep (top_fraction)."""
+
+    mode: Literal["absolute", "top_fraction"]
+    value: float
+
+    @model_validator(mode="after")
+    def _range(self) -> _Threshold:
+        if self.mode == "top_fraction" and not 0 < self.value <= 1:
+            raise ValueError("a top_fraction value must be in (0, 1]")
+        return self
+
+
+class TextThreshold(_Threshold):
     mode: Literal["absolute", "top_fraction"] = Field(
         "absolute",
         description="absolute: drop text_area > value; top_fraction: keep the `value` share of the run "
         "with the least text (ties at the cut-off kept)",
     )
     value: float = Field(0.01, ge=0, description="a share of the frame area, or of the run's clips")
-
-    @model_validator(mode="after")
-    def _range(self) -> TextThreshold:
-        if self.mode == "top_fraction" and not 0 < self.value <= 1:
-            raise ValueError("a top_fraction value must be in (0, 1]")
-        return self
 
 
 class TextOverlayConfig(Strict):
@@ -372,17 +379,11 @@ class ClipModelSpec(Strict):
     seed: int = Field(0, description="seed of a random init, so workers share the same weights")
 
 
-class ClipThreshold(Strict):
+class ClipThreshold(_Threshold):
     mode: Literal["absolute", "top_fraction"] = Field(
         "absolute", description="absolute: keep score >= value; top_fraction: keep the best `value` share"
     )
     value: float
-
-    @model_validator(mode="after")
-    def _range(self) -> ClipThreshold:
-        if self.mode == "top_fraction" and not 0 < self.value <= 1:
-            raise ValueError("a top_fraction value must be in (0, 1]")
-        return self
 
 
 class ClipFilterConfig(Strict):

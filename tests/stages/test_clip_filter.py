@@ -13,7 +13,8 @@ import pytest
 
 from vtcurate.config import ClipFilterConfig, ClipModelSpec, ClipThreshold
 from vtcurate.models.clip import ClipLoadError, load_clip, save_checkpoint, weights_info
-from vtcurate.stages.clip_filter import ClipFilterStage, top_fraction_cutoff
+from vtcurate.stages.base import top_fraction_cutoff
+from vtcurate.stages.clip_filter import ClipFilterStage
 
 # ---------------------------------------------------------------------------------------------
 # top_fraction_cutoff

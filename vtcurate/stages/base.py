@@ -25,6 +25,7 @@ Hooks the executor calls, so it treats no stage by name:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -148,6 +149,13 @@ def keep_earlier_drops(table: pa.Table, reasons: list[str | None], details: list
     old_d = table.column(DROP_DETAIL).to_pylist()
     merged = [(r0, d0) if r0 else (r, d) for r0, d0, r, d in zip(old_r, old_d, reasons, details)]
     return with_decisions(table, [m[0] for m in merged], [m[1] for m in merged])
+
+
+def top_fraction_cutoff(scores: list[float], fraction: float) -> float:
+    """The lowest score kept when keeping the best `fraction` of `scores` (at least one)."""
+    ranked = sorted(scores, reverse=True)
+    k = max(1, math.ceil(round(fraction * len(ranked), 9)))  # 0.07 * 100 is 7.000000000000001
+    return ranked[k - 1]
 
 
 def reopen(table: pa.Table, reasons: tuple[str, ...]) -> pa.Table:

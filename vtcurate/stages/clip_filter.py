@@ -14,7 +14,6 @@ what the threshold would have decided, and stats.json says `decisions_enforced: 
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from functools import cached_property
 from pathlib import Path
@@ -31,18 +30,12 @@ from vtcurate.stages.base import (
     column,
     keep_earlier_drops,
     set_column,
+    top_fraction_cutoff,
     with_decisions,
 )
 from vtcurate.storage import read_columns
 
 _REDUCE = {"mean": np.mean, "max": np.max, "min": np.min}
-
-
-def top_fraction_cutoff(scores: list[float], fraction: float) -> float:
-    """The lowest score kept when keeping the best `fraction` of `scores` (at least one)."""
-    ranked = sorted(scores, reverse=True)
-    k = max(1, math.ceil(round(fraction * len(ranked), 9)))  # 0.07 * 100 is 7.000000000000001
-    return ranked[k - 1]
 
 
 class ClipFilterStage(Stage):

@@ -33,9 +33,9 @@ from vtcurate.stages.base import (
     column,
     keep_earlier_drops,
     set_column,
+    top_fraction_cutoff,
     with_decisions,
 )
-from vtcurate.stages.clip_filter import top_fraction_cutoff
 from vtcurate.storage import read_columns
 
 log = logging.getLogger(__name__)
