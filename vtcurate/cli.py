@@ -228,6 +228,13 @@ def _cmd_diff(args: argparse.Namespace) -> int:
             print(f"vtcurate: error: {run} is not a run directory (no run.json)", file=sys.stderr)
             return 2
     entries = diff(args.run_a, args.run_b)
+    if args.html:
+        from vtcurate.report.diff import render_html
+        from vtcurate.storage import write_text
+
+        write_text(render_html(args.run_a, args.run_b, entries), Path(args.html))
+        print(f"{len(entries)} clips differ: {args.html}")
+        return 0
     if args.json:
         print(json.dumps(entries, indent=1, ensure_ascii=False))
     else:
@@ -308,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     dif.add_argument("run_a")
     dif.add_argument("run_b")
     dif.add_argument("--json", action="store_true", help="[{stage, clip_id, a, b}, ...]")
+    dif.add_argument("--html", metavar="OUT.html", help="write it as an HTML page in the report's style")
     dif.set_defaults(func=_cmd_diff)
 
     stages = sub.add_parser("stages", help="list the stages and their config keys")

@@ -39,4 +39,10 @@ def test_a_stricter_language_threshold_shows_at_langid(demo_corpus, demo_llm, cp
     assert main(["diff", str(a), str(b), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == entries
     assert main(["diff", str(a), str(tmp_path / "nowhere")]) == 2
+    page = tmp_path / "diff.html"
+    assert main(["diff", str(a), str(b), "--html", str(page)]) == 0
+    html = page.read_text("utf-8")
+    assert "low_lang_confidence" in html and f"{len(entries)} clips differ" in html
+    assert html.count("data:image/jpeg;base64,") >= 1  # thumbnails of the examples
+    assert "<script" not in html.lower()  # captions are inert text
 

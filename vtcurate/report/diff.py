@@ -94,6 +94,41 @@ def examples(run_a: str | Path, run_b: str | Path, entries: list[dict], per_grou
     return out
 
 
+def _thumbnails(run_dir: str | Path, clips: set[str]) -> dict[str, str]:
+    """A middle key-frame of each clip that has key-frames in the run, as a data URI."""
+    from vtcurate.report.collect import _thumb
+    from vtcurate.storage import FRAMES
+
+    store = RunDir(run_dir).frame_store
+    found = {}
+    for part in sorted(store.glob("part-*.parquet")) if store.is_dir() else []:
+        table = pq.read_table(part, columns=["clip_id", FRAMES])
+        for clip, frames in zip(table.column("clip_id").to_pylist(), table.column(FRAMES).to_pylist()):
+            if clip in clips and frames:
+                found[clip] = _thumb(frames[len(frames) // 2])
+    return found
+
+
+def render_html(run_a: str | Path, run_b: str | Path, entries: list[dict]) -> str:
+    """The diff as a self-contained HTML page in the report's style."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    from vtcurate.report.render import _fmt
+
+    shown = examples(run_a, run_b, entries)
+    clips = {ex["clip_id"] for exs in shown.values() for ex in exs}
+    thumbs = {**_thumbnails(run_b, clips), **_thumbnails(run_a, clips)}
+    groups = []
+    for (stage, fa, fb), count in Counter((e["stage"], e["a"], e["b"]) for e in entries).items():
+        cards = [{**ex, "thumbnail": thumbs.get(ex["clip_id"])} for ex in shown.get((stage, fa, fb), [])]
+        groups.append({"stage": stage, "a": fa, "b": fb, "count": count, "examples": cards})
+    env = Environment(loader=PackageLoader("vtcurate.report", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True))  # fmt: skip
+    env.filters["fmt"] = _fmt
+    runs = {k: {"path": str(p), "name": Path(p).name} for k, p in (("a", run_a), ("b", run_b))}
+    return env.get_template("diff.html.j2").render(d={**runs, "total": len(entries), "groups": groups})
+
+
 def format_diff(run_a: str | Path, run_b: str | Path, entries: list[dict]) -> str:
     if not entries:
         return f"{run_a} and {run_b} kept and rejected the same clips, for the same reasons"
