@@ -195,8 +195,28 @@ def _format_whatif(funnel: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _answer_key_counts(run_dir: str, dropped: dict) -> dict | None:
+    """Planted cases caught and clean rows lost under a decision, where the run has an answer key."""
+    from vtcurate.config import FLOW
+    from vtcurate.pipeline.rundir import RunDir
+    from vtcurate.report.answer_key import evaluate_answer_key
+
+    rd = RunDir(run_dir)
+    info = rd.read_run_json() or {}
+    key = (info.get("config", {}).get("report") or {}).get("answer_key")
+    if key is None and info.get("input") and "://" not in info["input"]:
+        key = Path(info["input"]).parent / "answer_key.jsonl"
+    finished = [s for s in FLOW if rd.stage(s).done]
+    result = evaluate_answer_key(rd, Path(key) if key else None, finished, dropped)
+    if result is None:
+        return None
+    return {"planted_caught": result["summary"].get("caught", 0),
+            "planted": len(result["cases"]) - sum(c["expect_stage"] is None for c in result["cases"]),
+            "clean_lost": len(result["clean_wrongly_dropped"])}  # fmt: skip
+
+
 def _cmd_whatif(args: argparse.Namespace) -> int:
-    from vtcurate.pipeline.decisions import whatif
+    from vtcurate.pipeline.decisions import whatif, whatif_run
 
     if not args.sweep:
         funnel = whatif(args.run_dir, args.set)
@@ -205,18 +225,22 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
     key, _, values = args.sweep.partition("=")
     table = []
     for value in (v.strip() for v in values.split(",")):
-        funnel = whatif(args.run_dir, [*args.set, f"{key}={value}"])
+        funnel, dropped = whatif_run(args.run_dir, [*args.set, f"{key}={value}"])
         last = funnel[-1]
         table.append({key: value, "kept": last["kept"], "unscored": last["unscored"],
                       "kept_by_language": {k: v["kept"] for k, v in last["by_language"].items()},
-                      "funnel": funnel})  # fmt: skip
+                      "answer_key": _answer_key_counts(args.run_dir, dropped), "funnel": funnel})  # fmt: skip
     if args.json:
         print(json.dumps(table, indent=1, ensure_ascii=False))
         return 0
-    print(f"{key:>24} {'kept':>8} {'unscored':>9}  kept by language (after {funnel[-1]['stage']})")
+    keyed = table[0]["answer_key"] is not None
+    answer = "  planted caught / clean lost" if keyed else ""
+    print(f"{key:>24} {'kept':>8} {'unscored':>9}{answer}  kept by language (after {funnel[-1]['stage']})")
     for row in table:
         langs = ", ".join(f"{k} {v}" for k, v in row["kept_by_language"].items())
-        print(f"{row[key]:>24} {row['kept']:>8} {row['unscored']:>9}  {langs}")
+        ak = row["answer_key"]
+        got = f"  {ak['planted_caught']:>6}/{ak['planted']:<6} {ak['clean_lost']:>10}" if keyed else ""
+        print(f"{row[key]:>24} {row['kept']:>8} {row['unscored']:>9}{got}  {langs}")
     return 0
 
 

@@ -4,6 +4,7 @@ fresh run with that key gives; a changed scoring key recomputes exactly its stag
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -138,14 +139,17 @@ def _listing(root) -> dict:
 def test_whatif_equals_what_the_run_then_does_and_writes_nothing(demo_corpus, tmp_path, capsys):
     from vtcurate.cli import main
     from vtcurate.errors import UserError
-    from vtcurate.pipeline.decisions import whatif
+    from vtcurate.pipeline.decisions import whatif, whatif_run
     from vtcurate.pipeline.stats import funnel_json, load_stats
+    from vtcurate.report.answer_key import evaluate_answer_key
+    from vtcurate.report.collect import collect
 
     manifest = str(demo_corpus / "manifest.jsonl")
     run_pipeline(_config(0.9), manifest, tmp_path / "run", runner="local")
     before = _listing(tmp_path / "run")
     stricter = ["clip_filter.thresholds.*.value=0.5", "langid.min_length.en=6"]
-    predicted = whatif(tmp_path / "run", stricter)
+    predicted, dropped = whatif_run(tmp_path / "run", stricter)
+    assert predicted == whatif(tmp_path / "run", stricter)
     assert _listing(tmp_path / "run") == before  # nothing written
     assert all(s["unscored"] == 0 for s in predicted)  # stricter: every row reaching a stage was scored there
     with pytest.raises(UserError, match=r"\['clip_filter.aggregate'\] are scoring keys"):
@@ -154,8 +158,15 @@ def test_whatif_equals_what_the_run_then_does_and_writes_nothing(demo_corpus, tm
                  "--json"]) == 0  # fmt: skip
     sweep = json.loads(capsys.readouterr().out)
     assert [row["kept"] for row in sweep] == sorted((row["kept"] for row in sweep), reverse=True)
+    own = collect(tmp_path / "run")["answer_key"]  # the run's own value: its report's answer key
+    assert sweep[0]["answer_key"]["planted_caught"] == own["summary"].get("caught", 0) > 0
+    assert sweep[0]["answer_key"]["clean_lost"] == len(own["clean_wrongly_dropped"])
     assert sweep[0]["kept"] == load_stats(tmp_path / "run")[-1]["kept"]  # the run's own value: as it is
     run_pipeline(_config(0.5, "langid.min_length.en=6"), manifest, tmp_path / "run", runner="local")
     done = funnel_json(load_stats(tmp_path / "run"))
     keys = ("stage", "rows_in", "kept", "rejected", "rejected_by_reason")
     assert [{k: s[k] for k in keys} for s in predicted] == [{k: s[k] for k in keys} for s in done]
+    after = collect(tmp_path / "run")["answer_key"]  # and every planted case's fate was predicted
+    rd = RunDir(tmp_path / "run")
+    finished = [s["stage"] for s in done]
+    assert evaluate_answer_key(rd, Path(after["file"]), finished, dropped)["cases"] == after["cases"]

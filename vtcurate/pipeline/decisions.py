@@ -208,6 +208,11 @@ def whatif(run_dir: str | Path, overrides: list[str]) -> list[dict]:
     finished stages, writing nothing; in the shape of `vtcurate stats --json`, plus `by_language`
     and `unscored`: rows that would newly reach a stage whose scores were never computed for them
     (a looser decision upstream), whose fate only a run can tell."""
+    return whatif_run(run_dir, overrides)[0]
+
+
+def whatif_run(run_dir: str | Path, overrides: list[str]) -> tuple[list[dict], dict[int, tuple[str, str]]]:
+    """`whatif`'s funnel, and the manifest rows it would drop: row -> (the first stage, reason)."""
     from vtcurate.config import apply_override, validate
     from vtcurate.errors import UserError
     from vtcurate.stages import build_stage
@@ -226,6 +231,7 @@ def whatif(run_dir: str | Path, overrides: list[str]) -> list[dict]:
         raise UserError(f"whatif re-applies decisions from stored scores; {keys} are scoring keys "
                         "(a run with them recomputes that stage and the ones after it)")  # fmt: skip
     funnel, reaching = [], None  # reaching: clip ids that would reach the next stage (None: as stored)
+    dropped: dict[int, tuple[str, str]] = {}
     for name in (s for s in FLOW if s in config.stages and rd.stage(s).done):
         stage, sdir = build_stage(name, config), rd.stage(name)
         tables = {part: stored_rows(sdir, _source(rd, config, name), part) for part in _parts(sdir)}
@@ -241,10 +247,14 @@ def whatif(run_dir: str | Path, overrides: list[str]) -> list[dict]:
         if name in change.decision or (reaching is not None and stage.global_plan):
             tables, _ = redecide(stage, tables)
         counts = _counts(name, tables, len(unscored))
+        for table in (t for t in tables.values() if "row" in t.column_names):
+            for row, reason in zip(table.column("row").to_pylist(), table.column(DROP_REASON).to_pylist()):
+                if reason is not None:
+                    dropped.setdefault(row, (name, reason))
         if stage.splits_rows:  # rows in are videos, kept are clips
             videos = {v for t in tables.values() for v in key(t).to_pylist()}
             counts["rows_in"] = counts["videos_in"] = len(videos) + len(unscored)
         funnel.append(counts)
         if name in change.decision or reaching is not None:
             reaching = _kept_ids(tables) | unscored  # unscored rows: their fate here is unknown
-    return funnel
+    return funnel, dropped

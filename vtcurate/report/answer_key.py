@@ -40,15 +40,20 @@ def _ocr_texts(rd: RunDir, finished: list[str]) -> dict[int, str]:
     return {row: "\n".join(t) for row, t in texts.items()}
 
 
-def evaluate_answer_key(rd: RunDir, path: Path | None, finished: list[str]) -> dict | None:
-    """Each planted case's expected decision against the run's; None without an answer key."""
+def evaluate_answer_key(
+    rd: RunDir, path: Path | None, finished: list[str], rejected: dict[int, tuple[str, str]] | None = None
+) -> dict | None:
+    """Each planted case's expected decision against the run's; None without an answer key.
+    `rejected` (manifest row -> the first stage and reason that dropped it): decisions other than
+    the run's own, such as `whatif`'s."""
     if path is None or not path.is_file():
         return None
     cases = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
-    rejected: dict[int, tuple[str, str]] = {}
-    for name in finished:
-        for row in read_rows(rd.stage(name).rejected_parts(), ["row", DROP_REASON, "clip_id"]):
-            rejected.setdefault(row["row"], (name, row[DROP_REASON]))
+    if rejected is None:
+        rejected = {}
+        for name in finished:
+            for row in read_rows(rd.stage(name).rejected_parts(), ["row", DROP_REASON, "clip_id"]):
+                rejected.setdefault(row["row"], (name, row[DROP_REASON]))
     clips: dict[int, int] = defaultdict(int)  # clips split cut from each row
     if SPLIT in finished:
         for row in read_rows(rd.stage(SPLIT).kept_parts(), ["row"]):
