@@ -665,6 +665,9 @@ FLOW: tuple[str, ...] = tuple(entry.name for entry in STAGES)
 class ReportConfig(Strict):
     enabled: bool = Field(True, description="write report/index.html at the end of `vtcurate run`")
     examples_per_reason: int = Field(3, ge=0, le=50, description="examples shown per drop reason")
+    whatif: bool = Field(
+        True, description="a what-if table per score threshold (each value reads the stored scores again)"
+    )
     samples: int = Field(6, ge=0, le=100, description="kept samples shown with their key-frames")
     answer_key: str | None = Field(
         None,

@@ -197,3 +197,23 @@ def test_report_in_headless_chromium(report, local_run):
         assert driver.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def test_a_what_if_table_per_score_threshold(report, local_run):
+    """The table of each threshold: at the run's own value it shows what the run kept and its
+    answer key; other values are computed from the stored scores."""
+    config = json.loads((local_run / "run.json").read_text())["config"]
+    tables = {t["key"]: t["rows"] for t in report["whatif"]}
+    langs = sorted(config["clip_filter"]["thresholds"])
+    assert {f"clip_filter.thresholds.{lang}.value" for lang in langs} <= set(tables)
+    assert {"text_overlay.threshold.value", "motion.min_motion"} <= set(tables)
+    kept = report["funnel"][-1]["kept"]
+    caught = report["answer_key"]["summary"].get("caught", 0)
+    for key, rows in tables.items():
+        stage, *path = key.split(".")
+        own = config[stage]
+        for part in path:
+            own = own[part]
+        (at_own,) = [r for r in rows if r["value"] == own]
+        assert (at_own["kept"], at_own["unscored"], at_own["planted_caught"]) == (kept, 0, caught), key
+        assert len(rows) >= 3

@@ -76,14 +76,19 @@ def compare(previous: dict, config: PipelineConfig) -> ConfigChange:
 
 
 def stored_rows(sdir: StageDir, source: Path, part: str) -> pa.Table:
-    """Every row a stage wrote for a partition (kept and rejected), in the order it read them
-    (by clip id; the manifest row number tells apart rows sharing an id, `duplicate_id`)."""
+    """Every row a stage wrote for a partition (kept and rejected), in the order it read them:
+    by clip id (a split stage's clips by their video, then in time order); the manifest row
+    number tells apart rows sharing an id (`duplicate_id`)."""
     kept, rejected = (pq.read_table(p) for p in sdir.part_files(part))
     rows = pa.concat_tables([kept, rejected], promote_options="permissive")
     ids = pq.read_table(source / f"{part}.parquet", columns=["clip_id"]).column("clip_id").to_pylist()
     order = {cid: i for i, cid in reversed(list(enumerate(ids)))}
-    numbers = rows.column("row").to_pylist() if "row" in rows.column_names else [0] * rows.num_rows
-    keys = [(order[c], n) for c, n in zip(rows.column("clip_id").to_pylist(), numbers)]
+
+    def col(name: str) -> list:
+        return rows.column(name).to_pylist() if name in rows.column_names else [None] * rows.num_rows
+
+    columns = zip(col("clip_id"), col("parent_id"), col("row"), col("shot_index"))
+    keys = [(order[c] if c in order else order[p], n or 0, s or 0) for c, p, n, s in columns]
     return rows.take(sorted(range(rows.num_rows), key=keys.__getitem__))
 
 

@@ -343,6 +343,45 @@ def _shards(rd: RunDir) -> dict | None:
     }
 
 
+def _sweep_values(mode: str, value: float) -> list[float]:
+    if mode == "top_fraction":
+        return sorted({round(v, 3) for v in (value, 0.5, 0.7, 0.8, 0.9, 1.0) if 0 < v <= 1})
+    return sorted({round(value * f, 6) for f in (0.5, 0.75, 1.0, 1.25, 1.5)}) if value else [0.0]
+
+
+def _threshold_keys(config: dict, finished: set[str]) -> list[tuple[str, list[float]]]:
+    """Each score threshold of the run's config (dotted key) with the values its what-if table
+    tries around the run's own."""
+    keys = []
+    if "clip_filter" in finished:
+        for lang, t in sorted(config["clip_filter"]["thresholds"].items()):
+            keys.append((f"clip_filter.thresholds.{lang}.value", _sweep_values(t["mode"], t["value"])))
+    if "text_overlay" in finished:
+        t = config["text_overlay"]["threshold"]
+        keys.append(("text_overlay.threshold.value", _sweep_values(t["mode"], t["value"])))
+    if "motion" in finished:
+        keys.append(("motion.min_motion", _sweep_values("absolute", config["motion"]["min_motion"])))
+    return keys
+
+
+def _whatif_tables(rd: RunDir, config: dict, finished: set[str], answer_key: Path | None) -> list[dict]:
+    """For each score threshold, what the run would keep at other values (from the stored scores,
+    as `vtcurate whatif --sweep`), and the answer key's planted caught / clean lost."""
+    from vtcurate.pipeline.decisions import whatif_run
+
+    out = []
+    for key, values in _threshold_keys(config, finished):
+        rows = []
+        for value in values:
+            funnel, dropped = whatif_run(rd.root, [f"{key}={value}"])
+            judged = evaluate_answer_key(rd, answer_key, sorted(finished, key=FLOW.index), dropped)
+            rows.append({"value": value, "kept": funnel[-1]["kept"], "unscored": funnel[-1]["unscored"],
+                         "planted_caught": judged["summary"].get("caught", 0) if judged else None,
+                         "clean_lost": len(judged["clean_wrongly_dropped"]) if judged else None})  # fmt: skip
+        out.append({"key": key, "rows": rows})
+    return out
+
+
 def collect(run_dir: str | Path, answer_key: str | Path | None = None) -> dict:
     rd = RunDir(run_dir)
     info = rd.read_run_json() or {}
@@ -374,4 +413,6 @@ def collect(run_dir: str | Path, answer_key: str | Path | None = None) -> dict:
             "random_weights": _random_weight_models(provenance),
         },
         "answer_key": evaluate_answer_key(rd, Path(answer_key) if answer_key else None, finished),
+        "whatif": _whatif_tables(rd, config, set(finished), Path(answer_key) if answer_key else None)
+        if config and report_cfg.get("whatif", True) else [],
     }
