@@ -97,6 +97,10 @@ def _shards(spec: str) -> list[str]:
     return [spec]
 
 
+def _tar_mode(fh) -> str:
+    return "r:*" if fh.seekable() else "r|*"
+
+
 def _tar_url(shard: str) -> str:
     return shard if "://" in shard else str(Path(shard).resolve())
 
@@ -108,9 +112,11 @@ def webdataset_rows(spec: str, cfg: ManifestConfig) -> Iterator[dict[str, Any] |
     for shard in _shards(spec):
         url = _tar_url(shard)
         try:
-            with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=fh, mode="r|*") as tar:
+            # a seekable file (local, or fsspec's block-cached remote ones) is listed by seeking past
+            # the video members; a stream would read every byte of every video
+            with fsspec.open(url, "rb") as fh, tarfile.open(fileobj=fh, mode=_tar_mode(fh)) as tar:
                 samples: dict[str, dict[str, Any]] = {}
-                for member in tar:  # streamed: small members are read, videos only named
+                for member in tar:  # small members are read, videos only named
                     if not member.isfile():
                         continue
                     name = member.name.removeprefix("./")
