@@ -199,15 +199,11 @@ def _answer_key_counts(run_dir: str, dropped: dict) -> dict | None:
     """Planted cases caught and clean rows lost under a decision, where the run has an answer key."""
     from vtcurate.config import FLOW
     from vtcurate.pipeline.rundir import RunDir
-    from vtcurate.report.answer_key import evaluate_answer_key
+    from vtcurate.report.answer_key import answer_key_path, evaluate_answer_key
 
     rd = RunDir(run_dir)
-    info = rd.read_run_json() or {}
-    key = (info.get("config", {}).get("report") or {}).get("answer_key")
-    if key is None and info.get("input") and "://" not in info["input"]:
-        key = Path(info["input"]).parent / "answer_key.jsonl"
     finished = [s for s in FLOW if rd.stage(s).done]
-    result = evaluate_answer_key(rd, Path(key) if key else None, finished, dropped)
+    result = evaluate_answer_key(rd, answer_key_path(rd.read_run_json() or {}), finished, dropped)
     if result is None:
         return None
     return {"planted_caught": result["summary"].get("caught", 0),
@@ -223,9 +219,9 @@ def _cmd_whatif(args: argparse.Namespace) -> int:
         print(json.dumps(funnel, indent=1, ensure_ascii=False) if args.json else _format_whatif(funnel))
         return 0
     key, _, values = args.sweep.partition("=")
-    table = []
+    table, stored = [], {}
     for value in (v.strip() for v in values.split(",")):
-        funnel, dropped = whatif_run(args.run_dir, [*args.set, f"{key}={value}"])
+        funnel, dropped = whatif_run(args.run_dir, [*args.set, f"{key}={value}"], stored)
         last = funnel[-1]
         table.append({key: value, "kept": last["kept"], "unscored": last["unscored"],
                       "kept_by_language": {k: v["kept"] for k, v in last["by_language"].items()},

@@ -216,8 +216,12 @@ def whatif(run_dir: str | Path, overrides: list[str]) -> list[dict]:
     return whatif_run(run_dir, overrides)[0]
 
 
-def whatif_run(run_dir: str | Path, overrides: list[str]) -> tuple[list[dict], dict[int, tuple[str, str]]]:
-    """`whatif`'s funnel, and the manifest rows it would drop: row -> (the first stage, reason)."""
+def whatif_run(
+    run_dir: str | Path, overrides: list[str], stored: dict | None = None
+) -> tuple[list[dict], dict[int, tuple[str, str]]]:
+    """`whatif`'s funnel, and the manifest rows it would drop: row -> (the first stage, reason).
+    `stored`: a dict kept across calls on one run (a sweep), so each partition is read once."""
+    stored = {} if stored is None else stored
     from vtcurate.config import apply_override, validate
     from vtcurate.errors import UserError
     from vtcurate.stages import build_stage
@@ -239,7 +243,10 @@ def whatif_run(run_dir: str | Path, overrides: list[str]) -> tuple[list[dict], d
     dropped: dict[int, tuple[str, str]] = {}
     for name in (s for s in FLOW if s in config.stages and rd.stage(s).done):
         stage, sdir = build_stage(name, config), rd.stage(name)
-        tables = {part: stored_rows(sdir, _source(rd, config, name), part) for part in _parts(sdir)}
+        for part in _parts(sdir):
+            if (name, part) not in stored:
+                stored[name, part] = stored_rows(sdir, _source(rd, config, name), part)
+        tables = {part: stored[name, part] for part in _parts(sdir)}
         unscored: set[str] = set()
 
         def key(t: pa.Table, split: bool = stage.splits_rows) -> pa.ChunkedArray:  # what the stage read

@@ -40,6 +40,15 @@ def _ocr_texts(rd: RunDir, finished: list[str]) -> dict[int, str]:
     return {row: "\n".join(t) for row, t in texts.items()}
 
 
+def answer_key_path(info: dict) -> Path | None:
+    """A run's answer key, from its run.json: `report.answer_key`, else answer_key.jsonl beside a
+    local input."""
+    key = (info.get("config", {}).get("report") or {}).get("answer_key")
+    if key is None and info.get("input") and "://" not in info["input"]:
+        key = Path(info["input"]).parent / "answer_key.jsonl"
+    return Path(key) if key else None
+
+
 def evaluate_answer_key(
     rd: RunDir, path: Path | None, finished: list[str], rejected: dict[int, tuple[str, str]] | None = None
 ) -> dict | None:

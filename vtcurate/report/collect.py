@@ -17,7 +17,7 @@ from vtcurate.config import FLOW
 from vtcurate.encoding import data_uri
 from vtcurate.pipeline.rundir import RunDir
 from vtcurate.pipeline.stats import load_stats
-from vtcurate.report.answer_key import evaluate_answer_key
+from vtcurate.report.answer_key import answer_key_path, evaluate_answer_key
 from vtcurate.stages.base import DROP_DETAIL, DROP_REASON
 from vtcurate.storage import attach_frames, read_columns, read_rows
 
@@ -369,11 +369,11 @@ def _whatif_tables(rd: RunDir, config: dict, finished: set[str], answer_key: Pat
     as `vtcurate whatif --sweep`), and the answer key's planted caught / clean lost."""
     from vtcurate.pipeline.decisions import whatif_run
 
-    out = []
+    out, stored = [], {}  # the stored rows, read once for every table
     for key, values in _threshold_keys(config, finished):
         rows = []
         for value in values:
-            funnel, dropped = whatif_run(rd.root, [f"{key}={value}"])
+            funnel, dropped = whatif_run(rd.root, [f"{key}={value}"], stored)
             judged = evaluate_answer_key(rd, answer_key, sorted(finished, key=FLOW.index), dropped)
             rows.append({"value": value, "kept": funnel[-1]["kept"], "unscored": funnel[-1]["unscored"],
                          "planted_caught": judged["summary"].get("caught", 0) if judged else None,
@@ -389,10 +389,7 @@ def collect(run_dir: str | Path, answer_key: str | Path | None = None) -> dict:
     report_cfg = config.get("report", {})
     stats = load_stats(rd.root)
     finished = [s["stage"] for s in stats]
-    if answer_key is None:
-        answer_key = report_cfg.get("answer_key")
-    if answer_key is None and info.get("input") and "://" not in info["input"]:
-        answer_key = Path(info["input"]).parent / "answer_key.jsonl"
+    answer_key = Path(answer_key) if answer_key else answer_key_path(info)
     provenance = info.get("stages", {})
     return {
         "schema_version": SCHEMA_VERSION,
@@ -412,7 +409,7 @@ def collect(run_dir: str | Path, answer_key: str | Path | None = None) -> dict:
             "models": provenance,
             "random_weights": _random_weight_models(provenance),
         },
-        "answer_key": evaluate_answer_key(rd, Path(answer_key) if answer_key else None, finished),
-        "whatif": _whatif_tables(rd, config, set(finished), Path(answer_key) if answer_key else None)
+        "answer_key": evaluate_answer_key(rd, answer_key, finished),
+        "whatif": _whatif_tables(rd, config, set(finished), answer_key)
         if config and report_cfg.get("whatif", True) else [],
     }
