@@ -57,6 +57,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bootstrap(args: argparse.Namespace) -> int:
+    from vtcurate.bootstrap import bootstrap, markdown
+    from vtcurate.config import load_config
+    from vtcurate.errors import UserError
+
+    if bool(args.annotations) != bool(args.videos):
+        raise UserError("bootstrap's held-out set needs both --annotations and --videos")
+    overrides = [*args.set, *([f"bootstrap.passes={args.passes}"] if args.passes else [])]
+    config = load_config(args.config, overrides)
+    heldout = (Path(args.annotations), Path(args.videos)) if args.annotations else None
+    result = bootstrap(config, args.input, args.work_dir, heldout, runner=args.runner)
+    print(markdown(result))
+    print(f"{Path(args.work_dir) / 'bootstrap.json'}")
+    return 0
+
+
 def _cmd_stages(args: argparse.Namespace) -> int:
     from pydantic_core import to_jsonable_python
 
@@ -303,6 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", help="join this Ray cluster (default: RAY_ADDRESS or embedded)")
     run.add_argument("--fresh", action="store_true", help="discard what the run directory holds")
     run.set_defaults(func=_cmd_run)
+
+    boot = sub.add_parser("bootstrap", help="curate, train, curate again scored by the trained model")
+    boot.add_argument("config", help="YAML config; its stages must include clip_filter, shard and train")
+    boot.add_argument("--input", required=True, help="a manifest, video folder or tars (as for run)")
+    boot.add_argument("--work-dir", required=True, help="WORK/pass1, pass2, ...; rerunning resumes them")
+    boot.add_argument("--passes", type=int, help="curate + train rounds (default: bootstrap.passes)")
+    boot.add_argument("--annotations", help="held-out MSR-VTT-style jsonl each pass's model is evaluated on")
+    boot.add_argument("--videos", help="folder of the held-out videos")
+    boot.add_argument("--runner", choices=["local", "ray", "beam"], help="override the config's runner")
+    boot.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key")
+    boot.set_defaults(func=_cmd_bootstrap)
 
     check = sub.add_parser("check", help="preflight: does this machine have what the config's stages need")
     check.add_argument("config")

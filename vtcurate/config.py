@@ -719,6 +719,20 @@ class TrainConfig(Strict):
     seed: int = 0
 
 
+
+class BootstrapConfig(Strict):
+    """`vtcurate bootstrap`: curate, train, then curate again with the trained model as the clip_filter
+    scorer, for a domain or language with no good pretrained model."""
+
+    passes: int = Field(3, ge=1, description="curate + train rounds; pass 1 uses the config's own scorer")
+    threshold: ClipThreshold = Field(
+        ClipThreshold(mode="top_fraction", value=0.7),
+        description="clip_filter threshold (every language) once the scorer is the previous pass's model",
+    )
+    aux_caption: bool = Field(
+        True, description="the previous pass's model is also aux_caption's retrieval model"
+    )
+
 # One config section per stage of the registry, each defaulting to its model's defaults.
 _StageSections = create_model(
     "_StageSections",
@@ -787,6 +801,7 @@ class PipelineConfig(_StageSections):
     )
     report: ReportConfig = ReportConfig()
     train: TrainConfig = TrainConfig()
+    bootstrap: BootstrapConfig = BootstrapConfig()
 
     @model_validator(mode="after")
     def _flow(self) -> PipelineConfig:
