@@ -265,11 +265,18 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 def _cmd_train_demo_data(args: argparse.Namespace) -> int:
     from vtcurate.demo.train_corpus import generate_training_corpus
 
-    s = generate_training_corpus(args.out, args.per_combo, args.mismatch, args.seed)
+    try:
+        noise = {k: float(v) for k, v in (item.split("=", 1) for item in args.noise)}
+        s = generate_training_corpus(args.out, args.clips, args.heldout, args.mismatch, args.partly_wrong,
+                                     args.seed, args.seconds, noise)  # fmt: skip
+    except ValueError as err:
+        print(f"vtcurate: error: {err}", file=sys.stderr)
+        return 2
+    planted = ", ".join(f"{kind} {n}" for kind, n in s["planted"].items())
     print(
-        f"training corpus: {s['rows']} rows ({s['mismatched']} with mismatched captions) "
-        f"in {s['manifest']}; "
-        f"held-out: {s['heldout_clips']} clips in {s['heldout']}"
+        f"training corpus: {s['rows']} rows in {s['manifest']}: {s['clean']} clean, planted {planted} "
+        f"(answer key {s['answer_key']}); held-out: {s['heldout_clips']} clips in {s['heldout']} "
+        f"(chance R@1 {s['chance_R@1']:.2f}%); {s['seconds']:.0f} s"
     )
     return 0
 
@@ -382,8 +389,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     tdemo = sub.add_parser("train-demo-data", help="generate the training demo corpus and held-out set")
     tdemo.add_argument("out")
-    tdemo.add_argument("--per-combo", type=int, default=8, help="clips per colour/shape/motion combination")
-    tdemo.add_argument("--mismatch", type=float, default=0.2, help="share of clips with a wrong caption")
+    tdemo.add_argument("--clips", type=int, default=1024, help="training rows, planted noise included")
+    tdemo.add_argument("--heldout", type=int, default=256, help="clean held-out clips (distinct captions)")
+    tdemo.add_argument("--mismatch", type=float, default=0.4, help="share with another clip's caption")
+    tdemo.add_argument("--partly-wrong", type=float, default=0.1, help="share with one attribute wrong")
+    tdemo.add_argument("--noise", action="append", default=[], metavar="KIND=SHARE",
+                       help="share of another planted kind (boilerplate_tags, boilerplate_cta, foreign, "
+                       "reupload, static, blank, unreadable); 0 plants none")  # fmt: skip
+    tdemo.add_argument("--seconds", type=float, default=2.0, help="clip length")
     tdemo.add_argument("--seed", type=int, default=0)
     tdemo.set_defaults(func=_cmd_train_demo_data)
     for command in sub.choices.values():  # also after the command: `vtcurate run ... -v`
