@@ -83,7 +83,24 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     if not stats:
         print(f"no finished stage in {args.run_dir}", file=sys.stderr)
         return 1
+    if args.filter_quality:
+        return _print_filter_quality(args)
     print(json.dumps(funnel_json(stats), indent=2) if args.json else format_funnel(stats))
+    return 0
+
+
+def _print_filter_quality(args: argparse.Namespace) -> int:
+    from vtcurate.pipeline.rundir import RunDir
+    from vtcurate.report.answer_key import answer_key_path
+    from vtcurate.report.filter_quality import filter_quality, format_quality
+
+    key = args.answer_key or answer_key_path(RunDir(args.run_dir).read_run_json() or {})
+    quality = filter_quality(args.run_dir, key)
+    if quality is None:
+        print(f"vtcurate: error: no answer key ({key or 'none beside the input'}); give --answer-key",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    print(json.dumps(quality, indent=2) if args.json else format_quality(quality))
     return 0
 
 
@@ -351,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="the funnel of a run: rows in, kept, rejected by reason")
     stats.add_argument("run_dir")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.add_argument("--filter-quality", action="store_true",
+                       help="instead: each stage's precision, recall and score AUC against an answer key")
+    stats.add_argument("--answer-key", help="jsonl answer key (default: beside the manifest)")
     stats.set_defaults(func=_cmd_stats)
 
     report = sub.add_parser("report", help="write RUN_DIR/report/index.html and report.json")
