@@ -69,7 +69,7 @@ demo: setup
 # Curate the training demo corpus, train from random init on its shards (CPU), evaluate on the clean
 # held-out clips; fails unless held-out text->video R@1 is at least 5x chance.
 train-demo: setup
-	test -f $(TRAIN_DEMO_DIR)/corpus/manifest.jsonl || $(BIN)/vtcurate train-demo-data $(TRAIN_DEMO_DIR)
+	test -f $(TRAIN_DEMO_DIR)/summary.json || $(BIN)/vtcurate train-demo-data $(TRAIN_DEMO_DIR)
 	HF_HUB_OFFLINE=1 $(BIN)/vtcurate run configs/train-demo.yaml --input $(TRAIN_DEMO_DIR)/corpus/manifest.jsonl \
 	  --run-dir $(TRAIN_RUN_DIR)
 	HF_HUB_OFFLINE=1 $(BIN)/vtcurate eval $(TRAIN_RUN_DIR)/train/model.pt --out $(TRAIN_RUN_DIR)/train/heldout \

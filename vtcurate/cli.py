@@ -99,7 +99,24 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     if not stats:
         print(f"no finished stage in {args.run_dir}", file=sys.stderr)
         return 1
+    if args.filter_quality:
+        return _print_filter_quality(args)
     print(json.dumps(funnel_json(stats), indent=2) if args.json else format_funnel(stats))
+    return 0
+
+
+def _print_filter_quality(args: argparse.Namespace) -> int:
+    from vtcurate.pipeline.rundir import RunDir
+    from vtcurate.report.answer_key import answer_key_path
+    from vtcurate.report.filter_quality import filter_quality, format_quality
+
+    key = args.answer_key or answer_key_path(RunDir(args.run_dir).read_run_json() or {})
+    quality = filter_quality(args.run_dir, key)
+    if quality is None:
+        print(f"vtcurate: error: no answer key ({key or 'none beside the input'}); give --answer-key",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    print(json.dumps(quality, indent=2) if args.json else format_quality(quality))
     return 0
 
 
@@ -281,11 +298,18 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 def _cmd_train_demo_data(args: argparse.Namespace) -> int:
     from vtcurate.demo.train_corpus import generate_training_corpus
 
-    s = generate_training_corpus(args.out, args.per_combo, args.mismatch, args.seed)
+    try:
+        noise = {k: float(v) for k, v in (item.split("=", 1) for item in args.noise)}
+        s = generate_training_corpus(args.out, args.clips, args.heldout, args.mismatch, args.partly_wrong,
+                                     args.seed, args.seconds, noise)  # fmt: skip
+    except ValueError as err:
+        print(f"vtcurate: error: {err}", file=sys.stderr)
+        return 2
+    planted = ", ".join(f"{kind} {n}" for kind, n in s["planted"].items())
     print(
-        f"training corpus: {s['rows']} rows ({s['mismatched']} with mismatched captions) "
-        f"in {s['manifest']}; "
-        f"held-out: {s['heldout_clips']} clips in {s['heldout']}"
+        f"training corpus: {s['rows']} rows in {s['manifest']}: {s['clean']} clean, planted {planted} "
+        f"(answer key {s['answer_key']}); held-out: {s['heldout_clips']} clips in {s['heldout']} "
+        f"(chance R@1 {s['chance_R@1']:.2f}%); {s['seconds']:.0f} s"
     )
     return 0
 
@@ -371,6 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="the funnel of a run: rows in, kept, rejected by reason")
     stats.add_argument("run_dir")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
+    stats.add_argument("--filter-quality", action="store_true",
+                       help="instead: each stage's precision, recall and score AUC against an answer key")
+    stats.add_argument("--answer-key", help="jsonl answer key (default: beside the manifest)")
     stats.set_defaults(func=_cmd_stats)
 
     report = sub.add_parser("report", help="write RUN_DIR/report/index.html and report.json")
@@ -409,8 +436,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     tdemo = sub.add_parser("train-demo-data", help="generate the training demo corpus and held-out set")
     tdemo.add_argument("out")
-    tdemo.add_argument("--per-combo", type=int, default=8, help="clips per colour/shape/motion combination")
-    tdemo.add_argument("--mismatch", type=float, default=0.2, help="share of clips with a wrong caption")
+    tdemo.add_argument("--clips", type=int, default=1024, help="training rows, planted noise included")
+    tdemo.add_argument("--heldout", type=int, default=256, help="clean held-out clips (distinct captions)")
+    tdemo.add_argument("--mismatch", type=float, default=0.4, help="share with another clip's caption")
+    tdemo.add_argument("--partly-wrong", type=float, default=0.1, help="share with one attribute wrong")
+    tdemo.add_argument("--noise", action="append", default=[], metavar="KIND=SHARE",
+                       help="share of another planted kind (boilerplate_tags, boilerplate_cta, foreign, "
+                       "reupload, static, blank, unreadable); 0 plants none")  # fmt: skip
+    tdemo.add_argument("--seconds", type=float, default=2.0, help="clip length")
     tdemo.add_argument("--seed", type=int, default=0)
     tdemo.set_defaults(func=_cmd_train_demo_data)
     for command in sub.choices.values():  # also after the command: `vtcurate run ... -v`

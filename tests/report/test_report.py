@@ -217,3 +217,19 @@ def test_a_what_if_table_per_score_threshold(report, local_run):
         (at_own,) = [r for r in rows if r["value"] == own]
         assert (at_own["kept"], at_own["unscored"], at_own["planted_caught"]) == (kept, 0, caught), key
         assert len(rows) >= 3
+
+
+def test_filter_quality_agrees_with_the_answer_key(report, local_run):
+    """Each enforced stage's expected rejections are the answer key's cases caught there (by any
+    reason); clip_filter (random weights) is judged on what it would have dropped."""
+    fq = report["filter_quality"]
+    cases = report["answer_key"]["cases"]
+    for stage, q in fq["stages"].items():
+        if q["enforced"]:
+            hit = [c for c in cases if c["expect_stage"] == stage and c["got_stage"] == stage]
+            assert q["rejected_expected"] == len(hit), stage
+    assert fq["stages"]["motion"]["recall"] == fq["stages"]["motion"]["precision"] == 1.0
+    assert fq["stages"]["clip_filter"]["enforced"] is False
+    assert set(fq["stages"]["clip_filter"]["auc"]) == {"clip_score"}
+    html = (local_run / "report" / "index.html").read_text()
+    assert 'id="filter-quality-stages"' in html and 'id="filter-quality-kinds"' in html

@@ -107,12 +107,12 @@ def test_eval_cli_on_a_video_folder(trained, tmp_path, capsys):
     from vtcurate.cli import main
     from vtcurate.demo.train_corpus import generate_training_corpus
 
-    corpus = generate_training_corpus(tmp_path / "td", per_combo=1, mismatch=0.0, seconds=1.0)
+    corpus = generate_training_corpus(tmp_path / "td", clips=40, heldout=24, seconds=1.0)
     out, heldout = tmp_path / "eval", Path(corpus["heldout"])
     args = ["--annotations", str(heldout / "annotations.jsonl"), "--videos", str(heldout / "videos")]
     assert main(["eval", str(trained / "model.pt"), *args, "--out", str(out)]) == 0
     report = json.loads((out / "eval.json").read_text())
-    assert report["clips"] == 48 and report["en"]["n"] == report["zh"]["n"] == 24
+    assert report["clips"] == 24 and report["en"]["n"] == report["zh"]["n"] == 12
     assert "t2v_dsl" in capsys.readouterr().out
 
 

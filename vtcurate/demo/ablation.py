@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from vtcurate.config import load_config
-from vtcurate.demo.train_corpus import combos, generate_training_corpus
+from vtcurate.demo.train_corpus import generate_training_corpus, reversed_captions
 from vtcurate.pipeline.executor import run_pipeline
 from vtcurate.train.data import Collate, folder_eval_batches
 from vtcurate.train.evaluate import embed
@@ -37,8 +37,6 @@ from vtcurate.train.loop import load_trained, train
 from vtcurate.train.metrics import retrieval_report
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train-demo.yaml"
-REVERSED = {"from left to right": "from right to left", "from top to bottom": "from bottom to top"}
-REVERSED |= {v: k for k, v in REVERSED.items()}
 
 VARIANTS = {  # name -> train.model overrides
     "mean": ["train.model.temporal=mean"],
@@ -51,15 +49,6 @@ EXTRA_VARIANTS = {  # --extra
 }
 
 
-def _reversed_captions(n: int) -> list[str]:
-    """The held-out captions (clip i shows combination i) with their motion reversed."""
-    out = []
-    for i, spec in enumerate(combos()[:n]):
-        flipped = spec.__class__(spec.colour, spec.shape, REVERSED[spec.motion])
-        out.append(flipped.caption("en" if i % 2 == 0 else "zh"))
-    return out
-
-
 def evaluate_heldout(model_path: Path, heldout: Path) -> dict:
     model = load_trained(model_path)
     collate = Collate(model.tokenizer, 0)  # the held-out folder has no auxiliary captions
@@ -68,8 +57,9 @@ def evaluate_heldout(model_path: Path, heldout: Path) -> dict:
     )
     text, video, langs, _ = embed(model, batches)
     _, video_back, _, _ = embed(model, _flipped(batches))
+    flipped_text = reversed_captions(heldout / "annotations.jsonl")  # "left to right" -> "right to left"
     with torch.inference_mode():
-        rev = model.encode_text(model.tokenizer(_reversed_captions(len(langs)))).float().numpy()
+        rev = model.encode_text(model.tokenizer(flipped_text)).float().numpy()
     right, wrong = (text * video).sum(1), (text * video_back).sum(1)
     tie = np.isclose(right, wrong, rtol=0, atol=1e-6)  # float noise of summing frames in another order
     return {
@@ -118,7 +108,7 @@ def run(work: Path, steps: int, extra: bool = False) -> dict:
     if not (data / "corpus" / "manifest.jsonl").exists():
         generate_training_corpus(data)
     heldout = data / "heldout"
-    flow = "stages=[ingest,langid,keyframes,clip_filter,dedup,aux_caption,shard]"
+    flow = "stages=[ingest,langid,keyframes,motion,clip_filter,dedup,aux_caption,shard]"
     curation = {
         "raw": _curate(data, work / "raw", ["stages=[ingest,keyframes,shard]"]),
         "pass 1": _curate(data, work / "pass1", [flow]),
@@ -152,7 +142,8 @@ def run(work: Path, steps: int, extra: bool = False) -> dict:
 def markdown(result: dict) -> str:
     cols = ["model", "shards", "t2v_R@1", "t2v_R@5", "t2v_MdR", "v2t_R@1", "dir_text", "dir_video", "train_s"]
     lines = [
-        f"Held-out: 48 clean clips (chance R@1 {result['rows'][0]['chance_R@1']:.1f} %); "
+        f"Held-out: {round(100 / result['rows'][0]['chance_R@1'])} clean clips "
+        f"(chance R@1 {result['rows'][0]['chance_R@1']:.2f} %); "
         f"every model trained {result['steps']} steps from random init.",
         "",
         "| curation | rows kept |",

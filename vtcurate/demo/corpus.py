@@ -50,27 +50,31 @@ class ClipSpec:
         return f"a {self.colour} {self.shape} moves {self.motion}"
 
 
-def _draw(img: np.ndarray, spec: ClipSpec, cx: float, cy: float, radius: int) -> None:
+def draw_shape(img: np.ndarray, shape: str, colour: tuple, cx: float, cy: float, radius: int) -> None:
+    """A filled `shape` (circle, square, triangle, diamond or star) of `radius` px centred at (cx, cy)."""
     import cv2
 
-    colour = COLOURS[spec.colour][1]
     centre = (int(cx), int(cy))
-    if spec.shape == "circle":
+    if shape == "circle":
         cv2.circle(img, centre, radius, colour, -1, cv2.LINE_AA)
-    elif spec.shape == "square":
-        cv2.rectangle(
-            img,
-            (centre[0] - radius, centre[1] - radius),
-            (centre[0] + radius, centre[1] + radius),
-            colour,
-            -1,
-        )
+        return
+    if shape == "square":
+        cv2.rectangle(img, (centre[0] - radius, centre[1] - radius), (centre[0] + radius, centre[1] + radius),
+                      colour, -1)  # fmt: skip
+        return
+    if shape == "triangle":
+        pts = [(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)]
+    elif shape == "diamond":
+        pts = [(cx, cy - radius), (cx + radius, cy), (cx, cy + radius), (cx - radius, cy)]
+    elif shape == "star":  # five points, the inner corners at 0.45 of the radius
+        pts = [(cx + r * np.sin(np.pi * k / 5), cy - r * np.cos(np.pi * k / 5))
+               for k, r in zip(range(10), [radius, 0.45 * radius] * 5)]  # fmt: skip
     else:
-        pts = np.array([[cx, cy - radius], [cx - radius, cy + radius], [cx + radius, cy + radius]], np.int32)
-        cv2.fillPoly(img, [pts], colour, cv2.LINE_AA)
+        raise ValueError(f"unknown shape {shape!r}")
+    cv2.fillPoly(img, [np.array(pts, np.int32)], colour, cv2.LINE_AA)
 
 
-def _background(rng: random.Random) -> np.ndarray:
+def background(rng: random.Random) -> np.ndarray:
     """A dark, smooth grey pattern of the clip's own, as real footage has its own scenery: without
     it clips of one motion differ only in a small shape and look like near-duplicates."""
     import cv2
@@ -92,7 +96,7 @@ def render(
     _, (sx, sy), (ex, ey) = MOTIONS[spec.motion]
     radius = rng.randint(*radius)
     offset = rng.uniform(-25, 25)  # off-axis position, so clips of one kind differ
-    background = _background(rng) + np.uint8(lift)
+    backdrop = background(rng) + np.uint8(lift)
     half, span = SIZE / 2, SIZE / 2 - radius - 4
     frames = []
     n = max(1, round(seconds * FPS))
@@ -101,8 +105,8 @@ def render(
         cx = half + span * (sx + (ex - sx) * a) + (offset if sx == ex else 0)
         cy = half + span * (sy + (ey - sy) * a) + (offset if sy == ey else 0)
         img = np.empty((SIZE, SIZE, 3), np.uint8)
-        img[:] = background
-        _draw(img, spec, cx, cy, radius)
+        img[:] = backdrop
+        draw_shape(img, spec.shape, COLOURS[spec.colour][1], cx, cy, radius)
         frames.append(img)
     return frames
 

@@ -49,6 +49,20 @@ def answer_key_path(info: dict) -> Path | None:
     return Path(key) if key else None
 
 
+def read_answer_key(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+
+
+def unenforced_stages(rd: RunDir, finished: list[str]) -> set[str]:
+    """Stages that scored but did not drop (random model weights): stats.json `decisions_enforced: false`."""
+    return {
+        name
+        for name in finished
+        if rd.stage(name).stats.exists()
+        and json.loads(rd.stage(name).stats.read_text("utf-8")).get("decisions_enforced") is False
+    }
+
+
 def evaluate_answer_key(
     rd: RunDir, path: Path | None, finished: list[str], rejected: dict[int, tuple[str, str]] | None = None
 ) -> dict | None:
@@ -57,7 +71,7 @@ def evaluate_answer_key(
     the run's own, such as `whatif`'s."""
     if path is None or not path.is_file():
         return None
-    cases = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
+    cases = read_answer_key(path)
     if rejected is None:
         rejected = {}
         for name in finished:
@@ -69,13 +83,7 @@ def evaluate_answer_key(
             clips[row["row"]] += 1
     ocr = _ocr_texts(rd, finished) if any(c.get("expect_text") for c in cases) else {}
     planted_rows = {c["row"] for c in cases}
-    # a stage that scored but did not drop (random model weights) cannot have caught anything
-    unenforced = {
-        name
-        for name in finished
-        if rd.stage(name).stats.exists()
-        and json.loads(rd.stage(name).stats.read_text("utf-8")).get("decisions_enforced") is False
-    }
+    unenforced = unenforced_stages(rd, finished)  # a stage that did not drop cannot have caught anything
     out_cases = []
     for case in cases:
         got = rejected.get(case["row"])

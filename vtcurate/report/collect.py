@@ -18,6 +18,7 @@ from vtcurate.encoding import data_uri
 from vtcurate.pipeline.rundir import RunDir
 from vtcurate.pipeline.stats import load_stats
 from vtcurate.report.answer_key import answer_key_path, evaluate_answer_key
+from vtcurate.report.filter_quality import filter_quality
 from vtcurate.stages.base import DROP_DETAIL, DROP_REASON
 from vtcurate.storage import attach_frames, read_columns, read_rows
 
@@ -410,6 +411,7 @@ def collect(run_dir: str | Path, answer_key: str | Path | None = None) -> dict:
             "random_weights": _random_weight_models(provenance),
         },
         "answer_key": evaluate_answer_key(rd, answer_key, finished),
+        "filter_quality": filter_quality(rd.root, answer_key),
         "whatif": _whatif_tables(rd, config, set(finished), answer_key)
         if config and report_cfg.get("whatif", True) else [],
     }
