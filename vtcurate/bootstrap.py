@@ -104,12 +104,22 @@ def bootstrap(
     return result
 
 
+def pass_quality(quality: dict | None) -> dict:
+    """The clip_filter's figures of a pass: AUC of clip_score on mismatched captions, precision and
+    recall of what it dropped (or would have dropped, if not enforced) against its planted kinds."""
+    clip = ((quality or {}).get("stages") or {}).get("clip_filter") or {}
+    mismatch = clip.get("kinds", {}).get("mismatch", {}).get("auc", {})
+    return {
+        "auc_mismatched": mismatch.get("clip_score"),
+        "precision": clip.get("precision"),
+        "recall": clip.get("recall"),
+        "enforced": clip.get("enforced"),
+    }
+
+
 def _quality_cells(row: dict) -> list[str]:
-    clip = (row.get("filter_quality") or {}).get("clip_filter")
-    if not clip:
-        return ["—"] * 3
-    cells = [clip.get("auc_mismatched"), clip.get("precision"), clip.get("recall")]
-    return ["—" if v is None else f"{v:.3f}" for v in cells]
+    q = pass_quality(row.get("filter_quality"))
+    return ["—" if q[k] is None else f"{q[k]:.3f}" for k in ("auc_mismatched", "precision", "recall")]
 
 
 def markdown(result: dict) -> str:

@@ -27,7 +27,7 @@ TINY = [
 def corpus(tmp_path_factory) -> dict:
     from vtcurate.demo.train_corpus import generate_training_corpus
 
-    return generate_training_corpus(tmp_path_factory.mktemp("tdemo"), per_combo=1, mismatch=0.3, seconds=1.0)
+    return generate_training_corpus(tmp_path_factory.mktemp("tdemo"), clips=48, heldout=16, seconds=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,11 @@ def test_every_pass_is_evaluated_and_tabled(booted, corpus):
         assert row["heldout"]["clips"] == corpus["heldout_clips"]
         assert row["kept"] <= row["rows_in"] == corpus["rows"]
     assert result["passes"][1]["kept"] < result["passes"][0]["kept"]
+    from vtcurate.bootstrap import pass_quality
+
+    quality = [pass_quality(r["filter_quality"]) for r in result["passes"]]  # the answer key beside the input
+    assert [q["enforced"] for q in quality] == [False, True]
+    assert all(0 <= q["auc_mismatched"] <= 1 and q["precision"] is not None for q in quality)
     saved = json.loads((work / "bootstrap.json").read_text())
     assert [r["kept"] for r in saved["passes"]] == [r["kept"] for r in result["passes"]]
     table = (work / "bootstrap.md").read_text()
