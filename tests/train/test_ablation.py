@@ -33,10 +33,76 @@ def test_direction_score_of_an_order_blind_model_is_chance(temporal, heldout, lo
     assert result["retrieval"]["overall"]["n"] == 24
 
 
-def test_markdown_table_has_a_row_per_model():
-    row = {
-        "model": "mean", "shards": "pass2", "t2v_R@1": 10.0, "t2v_R@5": 40.0, "t2v_MdR": 7.0,
-        "v2t_R@1": 8.0, "dir_text": 50.0, "dir_video": 50.0, "chance_R@1": 2.1, "train_s": 60.0,
-    }  # fmt: skip
-    text = markdown({"steps": 5, "curation": {"raw": {"kept": 3, "rows": 4}}, "rows": [row]})
-    assert "| raw | 3 of 4 |" in text and "| mean | pass2 | 10.0 |" in text
+def _row(name: str, t2v: list[float], **extra) -> dict:
+    from vtcurate.demo.ablation import summarise
+
+    runs = [{"seed": i, "t2v_R@1": v, "t2v_R@5": 2 * v, "t2v_MdR": 100 - v, "v2t_R@1": v, "dir_text": 50.0,
+             "dir_video": 50.0, "train_s": 10.0 * (i + 1)} for i, v in enumerate(t2v)]  # fmt: skip
+    return summarise(name, "transformer", runs, rows=extra.pop("rows", 100), **extra)
+
+
+def test_summarise_gives_mean_and_sample_std_over_seeds():
+    row = _row("rules", [10.0, 12.0, 14.0])
+    assert row["seeds"] == [0, 1, 2] and row["t2v_R@1_mean"] == 12.0 and row["t2v_R@1_std"] == 2.0
+    assert row["train_s_mean"] == 20.0 and row["t2v_MdR_mean"] == 88.0
+
+
+def test_a_gain_needs_two_standard_errors():
+    from vtcurate.demo.ablation import compare
+
+    raw = _row("raw", [4.0, 5.0, 6.0])  # std 1, so SE of a difference of two such means is sqrt(2/3)
+    clear, noisy = _row("pass2", [9.0, 10.0, 11.0]), _row("pass2", [4.0, 6.0, 8.0])
+    g = compare(clear, raw)
+    assert g["diff"] == 5.0 and g["se"] == pytest.approx((2 / 3) ** 0.5) and g["gain"]
+    assert not compare(noisy, raw)["gain"]  # +1 against 2 SE = 2.58
+    assert compare(clear, raw, "t2v_MdR")["gain"]  # a lower median rank is the better one
+    assert not compare(raw, clear, "t2v_MdR")["gain"]
+    assert not compare(_row("x", [9.0]), _row("raw", [4.0]))["gain"]  # one seed gives no error bar
+
+
+def test_claim_is_the_least_time_and_data_that_reach_raw():
+    from vtcurate.demo.ablation import claim
+
+    raw, best = _row("raw", [5.0, 5.0], rows=200), _row("pass2", [8.0, 8.0], rows=100)
+    short = _row("pass2", [6.0, 6.0], rows=100, steps=75)  # train_s 15 against raw's 15: same seeds
+    short["train_s_mean"] = 5.0
+    small = _row("pass2", [4.0, 4.0], rows=25, data_fraction=0.25)  # does not reach raw
+    assert claim(raw, best, [short, small]) == {"time_ratio": 5.0 / 15.0, "data_ratio": 0.5}
+    assert claim(_row("raw", [9.0, 9.0]), best, [short, small]) == {"time_ratio": None, "data_ratio": None}
+
+
+def test_subset_shards_lists_about_the_share_of_train_rows(local_run, tmp_path):
+    from vtcurate.demo.ablation import subset_shards, train_rows
+    from vtcurate.pipeline.shards import shard_paths, verify_shards
+
+    shards = local_run / "shards"
+    total = train_rows(shards)
+    got = subset_shards(shards, 0.5, tmp_path)
+    assert 0 < got < total and got == train_rows(tmp_path)
+    assert verify_shards(tmp_path, "train") == len(shard_paths(tmp_path, "train"))  # the same bytes, found
+
+
+@pytest.mark.slow
+def test_a_tiny_ablation_writes_the_contract(tmp_path):
+    from vtcurate.demo.ablation import CURATIONS, run
+
+    generate_training_corpus(tmp_path / "data", clips=48, heldout=16, seconds=1.0)
+    result = run(tmp_path, steps=2, seeds=(0, 1), runner="local")
+    assert result["heldout_clips"] == 16
+    rows = {(r["curation"], r["model"]): r for r in result["rows"]}
+    assert {c for c, m in rows if m == "transformer"} == set(CURATIONS)
+    best = {m for c, m in rows if c == result["best_curation"]}
+    assert best == {"transformer", "mean", "transformer + ACG"}
+    for row in rows.values():
+        assert row["seeds"] == [0, 1] and row["train_rows"] > 0 and row["train_s_mean"] > 0
+        for metric in ("t2v_R@1", "t2v_R@5", "t2v_MdR", "v2t_R@1"):
+            assert {f"{metric}_mean", f"{metric}_std"} <= row.keys()
+    assert rows[("raw", "transformer")]["train_rows"] > rows[("pass2", "transformer")]["train_rows"]
+    assert [q["curation"] for q in result["filter_quality"]] == ["rules", "pass2", "pass3"]
+    assert all({"auc_mismatched", "precision", "recall"} <= q.keys() for q in result["filter_quality"])
+    assert len(result["efficiency"]) == 4 and {"time_ratio", "data_ratio"} == result["claim"].keys()
+    # seed 0 of the bootstrap curations is the bootstrap's own training, not a second one
+    assert not (tmp_path / "models" / "rules-transformer-s0").exists()
+    assert (tmp_path / "models" / "rules-transformer-s1" / "model.pt").is_file()
+    text = markdown(result)
+    assert "| raw | transformer |" in text and "Against raw" in text
