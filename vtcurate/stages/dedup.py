@@ -85,6 +85,12 @@ def _matches(a: tuple, b: tuple, cfg: DedupConfig) -> list[list[bool]]:
     return near.tolist()
 
 
+def _fingerprints(cols: dict, i: int) -> tuple:
+    """Row i's fingerprints as arrays (made per comparison: a driver-wide cache of float thumbnails
+    would outgrow the columns it reads)."""
+    return np.array(cols["frame_phashes"][i], np.uint64), thumbs_array(cols["frame_thumbs"][i])
+
+
 def _in_order(matches: list[list[bool]]) -> int:
     """How many rows match columns in the same temporal order: the longest chain of matches whose
     column never goes back (a reversed clip is not a duplicate)."""
@@ -164,14 +170,6 @@ class DedupStage(Stage):
                     for h in frame:
                         for b, key in enumerate(bands(h, cfg.bands)):
                             buckets[(b, key)].add(i)
-            prints: dict[int, tuple] = {}  # row -> its fingerprints as arrays, made when first compared
-
-            def fingerprints(i: int) -> tuple:
-                if i not in prints:
-                    prints[i] = (np.array(cols["frame_phashes"][i], np.uint64),
-                                 thumbs_array(cols["frame_thumbs"][i]))  # fmt: skip
-                return prints[i]
-
             skipped = 0
             compared: set[tuple[int, int]] = set()  # pairs that share several buckets: compared once
             for key in sorted(buckets):
@@ -184,7 +182,7 @@ class DedupStage(Stage):
                     if (a, b) in compared or uf.find(a) == uf.find(b):
                         continue
                     compared.add((a, b))
-                    fa, fb = fingerprints(a), fingerprints(b)
+                    fa, fb = _fingerprints(cols, a), _fingerprints(cols, b)
                     # compared once; read by rows (a in b) and by columns (b in a)
                     m = _matches(fa, fb, cfg)
                     matched = max(_in_order(m), _in_order([list(col) for col in zip(*m)]))
