@@ -81,12 +81,14 @@ train-demo: setup
 ablation: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m vtcurate.demo.ablation runs/ablation --out docs
 
-# The generated docs: docs/config.md from the config models, and the benchmark table of
-# docs/benchmarks.md copied from bench/results.md (tests/test_docs.py fails while either is stale).
+# The generated docs: docs/config.md from the config models, the benchmark table of
+# docs/benchmarks.md copied from bench/results.md, and README.md's near-duplicate figures from
+# bench/dedup.md (tests/test_docs.py fails while any is stale).
 .PHONY: docs
 docs: setup
 	$(BIN)/python -m vtcurate.config_doc > docs/config.md.tmp && mv docs/config.md.tmp docs/config.md
 	$(BIN)/python -m vtcurate.config_doc --include docs/benchmarks.md bench/results.md
+	$(BIN)/python -m vtcurate.config_doc --include README.md bench/dedup.md
 
 lint: setup
 	$(BIN)/ruff check vtcurate tests bench

@@ -18,6 +18,7 @@ README = ROOT / "README.md"
 DOCS = ROOT / "docs"
 BENCH_MD = ROOT / "bench" / "results.md"
 BENCH = "bench/results.md"  # the marker name: <!-- bench/results.md --> ... <!-- end bench/results.md -->
+DEDUP = "bench/dedup.md"  # dedup precision and recall for README.md (`python -m bench --only dedup`)
 WRITTEN_BY_CODE = {"ablation.md"}  # `make ablation` writes it
 
 # Benchmark-like figures: walls and durations, speed-ups, rates, shares, suite sizes.
@@ -130,8 +131,15 @@ def test_no_copy_of_benchmark_rows_outside_the_included_table(path):
 # --- typed-in figures ------------------------------------------------------------------------------
 
 
+def test_readme_carries_the_dedup_figures_verbatim():
+    readme = README.read_text("utf-8")
+    assert config_doc.included(readme, DEDUP) == (ROOT / DEDUP).read_text("utf-8"), (
+        f"the near-duplicate figures in README.md differ from {DEDUP}: run `make docs`"
+    )
+
+
 def test_readme_holds_no_benchmark_figures():
-    found = README_FIGURE.findall(README.read_text("utf-8"))
+    found = README_FIGURE.findall(_without_included(README.read_text("utf-8"), DEDUP))
     assert found == [], f"README.md types in figures {found}: cite a row of docs/benchmarks.md instead"
 
 

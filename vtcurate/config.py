@@ -406,13 +406,26 @@ class ClipFilterConfig(Strict):
 
 class DedupConfig(Strict):
     # the fingerprints are the scores; every grouping rule is applied to them in the run-wide plan
-    decision_keys = frozenset({"near_duplicates", "max_hamming", "max_thumb_diff", "min_matched_frames",
-                               "bands", "max_bucket", "captions", "prefer"})  # fmt: skip
+    decision_keys = frozenset({"near_duplicates", "max_hamming", "max_thumb_diff", "thumb_overlay_share",
+                               "min_matched_frames", "bands", "max_bucket", "captions",
+                               "prefer"})  # fmt: skip
 
     near_duplicates: bool = Field(True, description="group clips whose key-frames look alike (pHash)")
-    max_hamming: int = Field(8, ge=0, le=32, description="pHash bits two frames may differ in to match")
-    max_thumb_diff: int = Field(
-        24, ge=0, le=255, description="largest colour difference of a 4x4 thumbnail cell between matches"
+    hash_crops: list[float] = Field(
+        [1.0, 0.9, 0.8],
+        min_length=1,
+        description="centre crops (share of width and height) each key-frame is hashed at; frames match "
+        "on their closest pair: a cropped re-upload meets its original, corner overlays fall outside",
+    )
+    max_hamming: int = Field(10, ge=0, le=32, description="pHash bits two frames may differ in to match")
+    max_thumb_diff: float = Field(
+        0.8,
+        ge=0,
+        description="colour thumbnail distance of matching frames, in spreads of a channel normalised "
+        "over its frame (so brightness and contrast cancel); see thumb_overlay_share",
+    )
+    thumb_overlay_share: float = Field(
+        0.25, ge=0, lt=1, description="share of thumbnail cells left out of that distance (overlays)"
     )
     min_matched_frames: int = Field(
         2, ge=1, description="key-frames of one clip matching the other's, in temporal order"
@@ -427,6 +440,13 @@ class DedupConfig(Strict):
         ["clip_score", "duration", "resolution"],
         description="which clip of a group is kept: best by these, in order, then clip id",
     )
+
+    @field_validator("hash_crops")
+    @classmethod
+    def _crops(cls, crops: list[float]) -> list[float]:
+        if not all(0.3 <= c <= 1.0 for c in crops):
+            raise ValueError("each hash crop is a share of the frame in [0.3, 1]")
+        return crops
 
 
 class PromptSpec(Strict):

@@ -4,11 +4,12 @@ import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from helpers import SHARED_DATA, needs_shared_data
 from vtcurate.config import DedupConfig
 from vtcurate.stages.dedup import DedupStage, caption_key
-from vtcurate.video.fingerprint import bands, frame_fingerprint, hamming
+from vtcurate.video.fingerprint import bands, frame_fingerprint, hash_distances, thumb_distances, thumbs_array
 
 COLUMNS = {
     "clip_id": pa.string(),
@@ -79,6 +80,10 @@ def _scene(seed: int, n: int = 8) -> list[np.ndarray]:
 # fingerprint units
 
 
+def hamming(a: int, b: int) -> int:
+    return int(hash_distances(np.array([[a]], np.uint64), np.array([[b]], np.uint64))[0, 0])
+
+
 def test_hamming_and_bands():
     assert hamming(0, 0) == 0
     assert hamming(0b1011, 0b0001) == 2
@@ -106,13 +111,42 @@ def test_frame_fingerprint():
     a, a_low, b = (
         frame_fingerprint(_jpeg(f, q), 4.0) for f, q in ((frames[0], 95), (frames[0], 40), (frames[1], 95))
     )
-    assert hamming(a[0], a_low[0]) <= 8  # re-encoding barely moves the hash
-    assert hamming(a[0], b[0]) > 16  # another picture does
-    assert len(a[1]) == 4 * 4 * 3
+    assert hamming(a[0][0], a_low[0][0]) <= 8  # re-encoding barely moves the hash
+    assert hamming(a[0][0], b[0][0]) > 16  # another picture does
+    assert len(a[1]) == 6 * 6 * 3
     black = np.zeros((128, 160, 3), np.uint8)
     assert frame_fingerprint(_jpeg(black), 4.0) is None  # flat: not hashed
     assert frame_fingerprint(_jpeg(black + 200), 4.0) is None
     assert frame_fingerprint(b"not a jpeg", 4.0) is None
+
+
+def _fingerprints(images: list[np.ndarray], crops=(1.0,)) -> tuple[np.ndarray, np.ndarray]:
+    prints = [frame_fingerprint(_jpeg(img, 95), 4.0, crops) for img in images]
+    return np.array([p[0] for p in prints], np.uint64), thumbs_array([p[1] for p in prints])
+
+
+def test_a_cropped_frame_meets_its_original_at_the_crop_scale():
+    big = cv2.resize(_scene(5, 1)[0], (400, 320), interpolation=cv2.INTER_CUBIC)
+    h, w = big.shape[:2]
+    cropped = cv2.resize(big[h // 10 : h - h // 10, w // 10 : w - w // 10], (w, h))  # 80%, scaled back
+    full_only = hash_distances(*(_fingerprints([img])[0] for img in (big, cropped)))[0, 0]
+    crops = (1.0, 0.9, 0.8)
+    multi = hash_distances(*(_fingerprints([img], crops)[0] for img in (big, cropped)))[0, 0]
+    assert multi <= 4 < full_only  # the original's 0.8 crop is the cropped frame
+
+
+def test_thumbnails_ignore_brightness_and_a_corner_overlay_but_not_another_colour():
+    img = _scene(2, 1)[0].astype(np.int16)
+    brighter = np.clip(img * 1.2 + 15, 0, 255).astype(np.uint8)  # some cells clip at white
+    logo = img.astype(np.uint8).copy()
+    logo[:24, -30:] = (0, 165, 255)  # an orange badge over one corner cell (BGR)
+    other = img.astype(np.uint8)[:, :, ::-1]  # the same layout in other colours
+    _, thumbs = _fingerprints([img.astype(np.uint8), brighter, logo, other])
+    dist = thumb_distances(thumbs[:1], thumbs, 0.25)[0]
+    assert dist[0] == 0 and dist[1] < 0.3 and dist[2] < 0.3
+    assert dist[3] > 0.8
+    # with no cell left out, the badge's cell decides
+    assert thumb_distances(thumbs[:1], thumbs[2:3], 0.0)[0, 0] > 0.8
 
 
 def test_caption_key():
@@ -290,3 +324,29 @@ def test_many_copies_of_one_clip_cost_linear_comparisons(tmp_path, monkeypatch):
     assert plan["groups"] == 1 and len(plan["duplicates"]) == 59
     assert sum(r["drop_reason"] == "near_duplicate" for r in rows.values()) == 59
     assert len(calls) == 59
+
+
+# ---------------------------------------------------------------------------------------------
+# re-uploads of real clips, made with ffmpeg (bench/dedup.py measures the full set)
+
+# two scenes of one video (leaf, leaf-on-rock) must stay apart like different videos
+REUPLOAD_SOURCES = ["pancake", "makeup", "chaplin", "leaf", "leaf-on-rock", "street"]
+
+
+@pytest.mark.slow
+@needs_shared_data
+def test_reuploads_of_real_clips_are_found_and_other_clips_are_not(tmp_path):
+    from bench.dedup import SOURCES, build, evaluate, ffmpeg_missing, variants
+
+    if ffmpeg_missing():
+        pytest.skip(ffmpeg_missing())
+    sources = [s for s in SOURCES if s.name in REUPLOAD_SOURCES]
+    chosen = [v for v in variants() if v.in_test]
+    rows = build(tmp_path / "clips", sources, chosen)
+    assert len(rows) == len(sources) * (len(chosen) + 1)
+    result = evaluate(rows, tmp_path / "run", keyframes={"short_side": 128})  # the demo's key-frames
+    assert result.unprocessed == []
+    # the case: another frame rate with detection boxes drawn over it
+    assert result.per_variant["fps 24 + detection boxes"] == 1.0, result.groups
+    assert result.recall >= 0.9, (result.recall, result.missed)
+    assert result.precision >= 0.95, result.false_pairs

@@ -1,12 +1,15 @@
 """dedup: keep one clip per group of near-duplicate videos or identical captions.
 
-Scoring fingerprints each clip: its key-frames' perceptual hashes and colour thumbnails
-(vtcurate.video.fingerprint) and a caption key (language + caption casefolded without punctuation or
-spaces).  The run-wide plan then finds groups across all partitions without comparing all pairs:
+Scoring fingerprints each clip: its key-frames' perceptual hashes (one per centre crop) and
+normalised colour thumbnails (vtcurate.video.fingerprint) and a caption key (language + caption
+casefolded without punctuation or spaces).  The run-wide plan then finds groups across all
+partitions without comparing all pairs:
 - videos: every frame hash is put in `bands` LSH buckets; clips sharing a bucket are candidates;
   a candidate pair is a near-duplicate when at least `min_matched_frames` key-frames of one clip
-  match frames of the other in the same temporal order (hashes within `max_hamming` bits,
-  thumbnails within `max_thumb_diff` per cell).  A count, not a share: a 1 s excerpt of a 10 s clip
+  match frames of the other in the same temporal order.  Frames are matched by content, each
+  against every frame of the other clip (closest hashes within `max_hamming` bits, thumbnails
+  within `max_thumb_diff`), never by position: a re-upload at another frame rate, trimmed or
+  longer, has its key-frames at other times.  A count, not a share: a 1 s excerpt of a 10 s clip
   overlaps only one or two of the long clip's key-frames however alike they are;
 - captions: clips with the same caption key.
 Groups are the connected components of both relations (union-find).  In each the best clip by
@@ -24,6 +27,7 @@ from collections import defaultdict
 from itertools import combinations
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 
 from vtcurate.config import DedupConfig
@@ -37,7 +41,13 @@ from vtcurate.stages.base import (
     with_decisions,
 )
 from vtcurate.storage import read_columns
-from vtcurate.video.fingerprint import bands, frame_fingerprint, hamming, thumb_diff
+from vtcurate.video.fingerprint import (
+    bands,
+    frame_fingerprint,
+    hash_distances,
+    thumb_distances,
+    thumbs_array,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +77,18 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def _matches(a: list, b: list, max_hamming: int, max_thumb_diff: int) -> list[list[bool]]:
-    """matches[i][j]: frame i of `a` looks like frame j of `b` (hash and thumbnail)."""
-    return [
-        [hamming(ha, hb) <= max_hamming and thumb_diff(ta, tb) <= max_thumb_diff for hb, tb in b]
-        for ha, ta in a
-    ]
+def _matches(a: tuple, b: tuple, cfg: DedupConfig) -> list[list[bool]]:
+    """matches[i][j]: frame i of `a` looks like frame j of `b` (hashes and thumbnail); a and b are
+    (hashes: frames × crops uint64, thumbnails: frames × cells × channels)."""
+    near = hash_distances(a[0], b[0]) <= cfg.max_hamming
+    near &= thumb_distances(a[1], b[1], cfg.thumb_overlay_share) <= cfg.max_thumb_diff
+    return near.tolist()
+
+
+def _fingerprints(cols: dict, i: int) -> tuple:
+    """Row i's fingerprints as arrays (made per comparison: a driver-wide cache of float thumbnails
+    would outgrow the columns it reads)."""
+    return np.array(cols["frame_phashes"][i], np.uint64), thumbs_array(cols["frame_thumbs"][i])
 
 
 def _in_order(matches: list[list[bool]]) -> int:
@@ -103,13 +119,14 @@ class DedupStage(Stage):
         return Resources(num_cpus=0.5, batch_size=128)
 
     def provenance(self) -> dict:
-        method = "pHash-64 + 4x4 thumbnails, LSH bands; exact caption keys"
+        method = "pHash-64 per centre crop + normalised 6x6 thumbnails, LSH bands; exact caption keys"
         return {"method": method, **self.config.model_dump()}
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         hashes, thumbs = [], []
         for jpegs in batch.column("frames").to_pylist():
-            prints = [frame_fingerprint(j, self.config.min_frame_std) for j in jpegs or []]
+            prints = [frame_fingerprint(j, self.config.min_frame_std, self.config.hash_crops)
+                      for j in jpegs or []]  # fmt: skip
             prints = [p for p in prints if p]
             hashes.append([p[0] for p in prints])
             thumbs.append([p[1] for p in prints])
@@ -118,7 +135,7 @@ class DedupStage(Stage):
             for c, lang in zip(batch.column("caption").to_pylist(), column(batch, "lang"))
         ]
         n = batch.num_rows
-        batch = set_column(batch, "frame_phashes", hashes, pa.list_(pa.uint64()))
+        batch = set_column(batch, "frame_phashes", hashes, pa.list_(pa.list_(pa.uint64())))
         batch = set_column(batch, "frame_thumbs", thumbs, pa.list_(pa.binary()))
         batch = set_column(batch, "caption_key", keys, pa.string())
         batch = set_column(batch, "duplicate_of", [None] * n, pa.string())
@@ -149,9 +166,10 @@ class DedupStage(Stage):
         if cfg.near_duplicates:
             buckets: dict[tuple[int, int], set[int]] = defaultdict(set)
             for i in live:
-                for h in cols["frame_phashes"][i] or []:
-                    for b, key in enumerate(bands(h, cfg.bands)):
-                        buckets[(b, key)].add(i)
+                for frame in cols["frame_phashes"][i] or []:
+                    for h in frame:
+                        for b, key in enumerate(bands(h, cfg.bands)):
+                            buckets[(b, key)].add(i)
             skipped = 0
             compared: set[tuple[int, int]] = set()  # pairs that share several buckets: compared once
             for key in sorted(buckets):
@@ -164,12 +182,11 @@ class DedupStage(Stage):
                     if (a, b) in compared or uf.find(a) == uf.find(b):
                         continue
                     compared.add((a, b))
-                    fa = list(zip(cols["frame_phashes"][a], cols["frame_thumbs"][a]))
-                    fb = list(zip(cols["frame_phashes"][b], cols["frame_thumbs"][b]))
+                    fa, fb = _fingerprints(cols, a), _fingerprints(cols, b)
                     # compared once; read by rows (a in b) and by columns (b in a)
-                    m = _matches(fa, fb, cfg.max_hamming, cfg.max_thumb_diff)
+                    m = _matches(fa, fb, cfg)
                     matched = max(_in_order(m), _in_order([list(col) for col in zip(*m)]))
-                    if matched >= min(cfg.min_matched_frames, len(fa), len(fb)):
+                    if matched >= min(cfg.min_matched_frames, len(fa[0]), len(fb[0])):
                         uf.union(a, b)
                         how[(a, b)] = f"near_duplicate:{matched}"
                         joined_by.setdefault(a, how[(a, b)])

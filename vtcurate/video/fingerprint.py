@@ -1,17 +1,26 @@
 """Perceptual fingerprints of key-frames for near-duplicate search.
 
-A frame's fingerprint is a 64-bit DCT perceptual hash of its grey image (robust to re-encoding,
-resizing and small crops; indexed by LSH bands) plus a 4×4 RGB thumbnail, because the grey hash
-cannot tell a red circle from a green one in the same place.  Flat frames (black, blank, fades)
-get no fingerprint: they would match every other flat frame.
+A frame's fingerprint is a few 64-bit DCT perceptual hashes of its grey image, one per centre crop
+(`crops`, shares of width and height), plus a colour thumbnail.  The hashes ignore re-encoding,
+resizing, brightness and contrast; the centre crops let a cropped re-upload meet the original at
+the crop's scale and keep corner logos and subtitle lines out of the smaller crops.  The thumbnail
+(THUMB×THUMB cells, each colour channel normalised to zero mean and unit spread over the frame, so
+that brightness, contrast and saturation changes cancel) tells apart pictures that the grey hash
+cannot, such as a red shape from a green one; two thumbnails are compared on most of their cells,
+not all, because an overlay (a logo, a subtitle, a box) changes a few cells completely.
+Flat frames (black, blank, fades) get no fingerprint: they would match every other flat frame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
-THUMB = 4  # thumbnail side, cells
+THUMB = 6  # thumbnail side, cells
+_UNIT = 32  # a thumbnail stores normalised values as int8 in 1/_UNIT steps (±4 spreads)
+_MIN_SPREAD = 12.0  # a channel flatter than this (0-255) is not stretched: its noise is not a pattern
 
 
 def phash(grey: np.ndarray) -> int:
@@ -22,7 +31,23 @@ def phash(grey: np.ndarray) -> int:
     return int(np.packbits(bits).view(">u8")[0])
 
 
-def frame_fingerprint(jpeg: bytes, min_std: float) -> tuple[int, bytes] | None:
+def centre_crop(img: np.ndarray, share: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    dy, dx = round(h * (1 - share) / 2), round(w * (1 - share) / 2)
+    return img[dy : h - dy, dx : w - dx]
+
+
+def thumbnail(rgb: np.ndarray) -> bytes:
+    """THUMB×THUMB colour cells, each channel normalised over the frame, as int8 bytes."""
+    cells = cv2.resize(rgb, (THUMB, THUMB), interpolation=cv2.INTER_AREA).reshape(-1, 3).astype(np.float32)
+    cells = (cells - cells.mean(0)) / np.maximum(cells.std(0), _MIN_SPREAD)
+    return np.clip(np.round(cells * _UNIT), -127, 127).astype(np.int8).tobytes()
+
+
+def frame_fingerprint(
+    jpeg: bytes, min_std: float, crops: Sequence[float] = (1.0,)
+) -> tuple[list[int], bytes] | None:
+    """(one pHash per centre crop, thumbnail), or None for an unreadable or flat frame."""
     from vtcurate.video.frames import decode_jpeg
     from vtcurate.video.source import VideoSourceError
 
@@ -33,17 +58,27 @@ def frame_fingerprint(jpeg: bytes, min_std: float) -> tuple[int, bytes] | None:
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     if float(grey.std()) < min_std:
         return None
-    thumb = cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-    return phash(grey), thumb.tobytes()
+    return [phash(centre_crop(grey, share)) for share in crops], thumbnail(img)
 
 
-def hamming(a: int, b: int) -> int:
-    return (a ^ b).bit_count()
+def hash_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[i, j]: the fewest bits in which any hash of frame i of `a` differs from any of frame j of
+    `b` (arrays of uint64, frames × crops)."""
+    return np.bitwise_count(a[:, None, :, None] ^ b[None, :, None, :]).min(axis=(2, 3))
 
 
-def thumb_diff(a: bytes, b: bytes) -> int:
-    """Largest per-cell colour difference of two thumbnails (0-255)."""
-    return int(np.abs(np.frombuffer(a, np.uint8).astype(np.int16) - np.frombuffer(b, np.uint8)).max())
+def thumbs_array(thumbs: list[bytes]) -> np.ndarray:
+    """Thumbnails as floats in spreads, frames × cells × channels."""
+    raw = np.frombuffer(b"".join(thumbs), np.int8).astype(np.float32) / _UNIT
+    return raw.reshape(len(thumbs), THUMB * THUMB, 3)
+
+
+def thumb_distances(a: np.ndarray, b: np.ndarray, overlay_share: float) -> np.ndarray:
+    """[i, j]: how far apart thumbnails i of `a` and j of `b` are (in spreads) on all but their
+    `overlay_share` most different cells: the quantile 1 - overlay_share of the cells' largest
+    channel difference."""
+    cells = np.abs(a[:, None] - b[None, :]).max(axis=3)
+    return np.quantile(cells, 1.0 - overlay_share, axis=2)
 
 
 def bands(h: int, n: int) -> list[int]:
