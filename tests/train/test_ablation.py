@@ -1,5 +1,8 @@
-"""The ablation's direction scores: an order-blind model can only tie a clip with its reversal."""
+"""The ablation: direction scores (an order-blind model can only tie a clip with its reversal), the
+statistics (mean and std over seeds, gains beyond two standard errors, the efficiency claim), shard
+subsets, and a tiny run writing the docs/ablation.json contract and the README summary."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,14 @@ def test_a_tiny_ablation_writes_the_contract(tmp_path):
     assert (tmp_path / "models" / "rules-transformer-s1" / "model.pt").is_file()
     text = markdown(result)
     assert "| raw | transformer |" in text and "Against raw" in text
+
+    from vtcurate.config_doc import included
+    from vtcurate.demo.ablation import SUMMARY, write
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"a\n<!-- docs/{SUMMARY} -->\nold\n<!-- end docs/{SUMMARY} -->\nb\n")
+    write(result, tmp_path / "docs", readme)
+    saved = json.loads((tmp_path / "docs" / "ablation.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+    assert included(readme.read_text(), f"docs/{SUMMARY}") == (tmp_path / "docs" / SUMMARY).read_text()
+    assert "held-out t2v R@1 raw" in (tmp_path / "docs" / SUMMARY).read_text()

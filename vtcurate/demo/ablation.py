@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,7 @@ EXTRA_VARIANTS = {  # --extra
     "transformer + proxies": ["train.model.proxy_tokens=4"],
 }
 FRACTIONS = (0.25, 0.5)  # efficiency: shares of the steps, and of the curated rows
+SUMMARY = "ablation-summary.md"  # the README's paragraph
 
 
 @dataclass
@@ -244,6 +246,7 @@ def claim(raw: dict, best: dict, efficiency: list[dict]) -> dict:
 def run(
     work: Path, steps: int, seeds: tuple[int, ...], extra: bool = False, runner: str | None = None
 ) -> dict:
+    t0 = time.perf_counter()
     ab = Ablation(work, steps, seeds, runner)
     corpus = ab.corpus()
     curations = ab.curate(corpus["manifest"])
@@ -279,7 +282,10 @@ def run(
         subset.mkdir(parents=True, exist_ok=True)
         subset_shards(curations[best]["shards"], fraction, subset)
         efficiency.append(grid(best, subset, BASE, [], data_fraction=fraction))
+    trainings = [r for row in [*rows, *efficiency] for r in row["per_seed"]]
     return {
+        "wall_s": time.perf_counter() - t0,  # this invocation: trainings reused from an earlier one cost ~0
+        "samples_per_s": float(np.mean([r["samples_per_s"] for r in trainings])),
         "heldout_clips": corpus["heldout_clips"],
         "chance_R@1": raw["per_seed"][0]["chance_R@1"],
         "steps": steps,
@@ -363,6 +369,47 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary(result: dict) -> str:
+    """The README's paragraph (docs/ablation-summary.md, copied between README markers)."""
+    raw = result["rows"][0]
+    best = next(r for r in result["rows"] if r["curation"] == result["best_curation"])
+    gain = next(
+        g for g in result["gains_vs_raw"] if g["curation"] == best["curation"] and g["metric"] == "t2v_R@1"
+    )
+    verdict = "a gain beyond two standard errors" if gain["gain"] else "not a gain beyond two standard errors"
+    quality = {q["curation"]: q for q in result["filter_quality"]}.get("pass2", {})
+    c = result["claim"]
+    reach = (
+        f"it reached raw's final t2v R@1 with {100 * c['data_ratio']:.0f} % of raw's rows and "
+        f"{100 * c['time_ratio']:.0f} % of its training time"
+        if c["time_ratio"] is not None
+        else "it did not reach raw's final t2v R@1 with fewer steps or rows"
+    )
+    return (
+        f"Measured by `make ablation` on the training demo corpus ({result['heldout_clips']} held-out clips, "
+        f"chance R@1 {result['chance_R@1']:.2f} %; {len(raw['seeds'])} seeds, {result['steps']} steps each): "
+        f"held-out t2v R@1 raw {_ms(raw, 't2v_R@1')}, "
+        f"best curation ({best['curation']}) {_ms(best, 't2v_R@1')}, "
+        f"{verdict} ({gain['diff']:+.1f} against {2 * gain['se']:.1f}); {reach}. The pass-2 filter (the "
+        f"rules-pass model as scorer): AUC {_pct(quality.get('auc_mismatched'))} on mismatched captions, "
+        f"precision {_pct(quality.get('precision'))}, recall {_pct(quality.get('recall'))}. Training ran at "
+        f"{result['samples_per_s']:.0f} samples/s on this machine's CPUs; the whole ablation took "
+        f"{result['wall_s'] / 60:.0f} min. Details: [docs/ablation.md](docs/ablation.md).\n"
+    )
+
+
+def write(result: dict, out: Path, readme: Path | None = None) -> None:
+    """docs/ablation.{json,md} and ablation-summary.md, and the summary into README.md's markers."""
+    from vtcurate.config_doc import include
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ablation.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "ablation.md").write_text(markdown(result))
+    (out / SUMMARY).write_text(summary(result))
+    if readme is not None and readme.is_file():
+        readme.write_text(include(readme.read_text("utf-8"), f"docs/{SUMMARY}", summary(result)), "utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("work", type=Path)
@@ -370,11 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--extra", action="store_true", help="also the STAN-style and proxy-token variants")
     p.add_argument("--out", type=Path, default=Path("docs"))
+    p.add_argument("--readme", type=Path, help="copy the summary into this README's markers")
     args = p.parse_args(argv)
     result = run(args.work, args.steps, tuple(args.seeds), args.extra)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ablation.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "ablation.md").write_text(markdown(result))
+    write(result, args.out, args.readme)
     print(markdown(result))
     return 0
 
