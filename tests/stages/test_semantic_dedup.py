@@ -196,3 +196,9 @@ def test_demo_run_records_without_enforcing(local_run):
     with tarfile.open(tar) as tf:
         meta = json.loads(tf.extractfile(next(m for m in tf if m.name.endswith(".json"))).read())
     assert "clip_embedding" not in meta and "semantic_similarity" in meta
+    report = json.loads((local_run / "report" / "report.json").read_text())
+    dist = report["distributions"]["semantic_similarity"]
+    assert "not enforced" in dist["title"] and dist["thresholds"] == {"threshold": 0.95}
+    assert sum(sum(series["counts"]) for series in dist["series"].values()) > 0
+    table = next(t for t in report["whatif"] if t["key"] == "semantic_dedup.threshold")
+    assert {r["kept"] for r in table["rows"]} == {report["funnel"][-1]["kept"]}  # nothing enforced
