@@ -7,7 +7,7 @@ import logging
 import os
 import time
 
-from bench import decisions, filters, keyframes, memory, models, pipeline, scale, shards, split
+from bench import decisions, filters, keyframes, memory, models, pipeline, scale, semantic, shards, split
 from bench.common import RESULTS_MD, write_results
 
 SUITE = {
@@ -23,6 +23,7 @@ SUITE = {
     "scale": scale.run,  # one run each: ignores reps
     "split": split.run,  # one run each: ignores reps
     "decisions": decisions.run,  # one run each: ignores reps
+    "semantic_dedup": semantic.run,  # the run-wide plan on synthetic embeddings; ignores reps
 }
 
 

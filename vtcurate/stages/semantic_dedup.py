@@ -274,11 +274,14 @@ class SemanticDedupStage(Stage):
         langs = table.column("lang").to_pylist()
         order = np.argsort(table.column("group").to_numpy(), kind="stable")
         ends = np.flatnonzero(np.diff(table.column("group").to_numpy()[order])) + 1
+        embeddings = table.column(EMBEDDING).combine_chunks()
+        offsets, values = embeddings.offsets.to_numpy(), embeddings.values.to_numpy(zero_copy_only=False)
         with_dups = 0
         for members in np.split(order, ends):
             members = np.array(sorted(members, key=lambda i: prefer_key(self.config.prefer, cols, i)))
-            best, keeper, keeper_sim = keep_greedy(_matrix(table.column(EMBEDDING).take(members)),
-                                                   self.config.threshold)  # fmt: skip
+            dim = offsets[members[0] + 1] - offsets[members[0]]  # one model: one width
+            emb = values[offsets[members][:, None] + np.arange(dim)].astype(np.float32)
+            best, keeper, keeper_sim = keep_greedy(emb, self.config.threshold)
             best[~np.isfinite(best)] = np.nan  # alone in its group
             for i, b in zip(members, best):
                 sims[part[i]][row[i]] = b
