@@ -78,6 +78,23 @@ def _matrix(embeddings: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.ascontiguousarray(flat.reshape(len(embeddings), -1), dtype=np.float32)
 
 
+def _live(path: Path, columns: list[str]) -> tuple[np.ndarray, pa.Table]:
+    """The rows of a scored partition still to decide (those with an embedding: the others were
+    rejected while scoring): their indices, and their `columns` (one the partition lacks: nulls)."""
+    names = set(pq.read_schema(path).names)
+    if EMBEDDING not in names:  # no row of it was embedded
+        return np.zeros(0, np.int64), pa.table({c: pa.nulls(0) for c in columns})
+    t = pq.read_table(path, columns=[DROP_REASON, *(c for c in columns if c in names)])
+    live = np.flatnonzero(pc.is_null(t.column(DROP_REASON)).to_numpy(zero_copy_only=False))
+    t = t.take(live)
+    return live, pa.table({c: t.column(c) if c in names else pa.nulls(len(live)) for c in columns})
+
+
+def _models(t: pa.Table) -> np.ndarray:
+    """Each row's embedding model, as an array to compare with one."""
+    return np.array([m or "?" for m in t.column("clip_model").to_pylist()], dtype=object)
+
+
 def keep_greedy(emb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For unit vectors in keeping order (best first): each one's best similarity to another (-inf:
     none), the index of the kept one it duplicates (-1: kept) and their similarity.  Similarities
@@ -174,11 +191,9 @@ class SemanticDedupStage(Stage):
         # pass 1: each partition's key and live rows per embedding model
         keys, counts = [], defaultdict(int)
         for path in scored:
-            t = pq.read_table(path, columns=["clip_id", DROP_REASON, "clip_model"])
-            keys.append(partition_key(t.column("clip_id").to_pylist()))
-            live = t.filter(pc.is_null(t.column(DROP_REASON)))
-            for model in live.column("clip_model").to_pylist():
-                counts[model or "?"] += 1
+            keys.append(partition_key(pq.read_table(path, columns=["clip_id"]).column("clip_id").to_pylist()))
+            for model in _models(_live(path, ["clip_model"])[1]):
+                counts[model] += 1
         # pass 2: a seeded sample per model (its rows in partition order), k-means on it
         rng = np.random.default_rng(cfg.seed)
         picks = {m: np.sort(rng.choice(n, min(n, cfg.sample_size), replace=False))
@@ -215,9 +230,8 @@ class SemanticDedupStage(Stage):
         seen = defaultdict(int)
         out: dict[str, list[np.ndarray]] = defaultdict(list)
         for path in scored:
-            t = pq.read_table(path, columns=[DROP_REASON, "clip_model", EMBEDDING])
-            t = t.filter(pc.is_null(t.column(DROP_REASON)))
-            model_col = np.array([m or "?" for m in t.column("clip_model").to_pylist()], dtype=object)
+            t = _live(path, ["clip_model", EMBEDDING])[1]
+            model_col = _models(t)
             for m in sorted(set(model_col)):
                 rows = np.flatnonzero(model_col == m)
                 lo = np.searchsorted(picks[m], seen[m])
@@ -233,19 +247,15 @@ class SemanticDedupStage(Stage):
         group_ids: dict[tuple, int] = {}
         writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
         for p, path in enumerate(scored):
-            names = set(pq.read_schema(path).names)
-            wanted = [DROP_REASON, "clip_model", "lang", EMBEDDING, *PREFER_COLUMNS]
-            t = pq.read_table(path, columns=[c for c in wanted if c in names])
-            live = np.flatnonzero(pc.is_null(t.column(DROP_REASON)).to_numpy(zero_copy_only=False))
+            live, t = _live(path, ["clip_model", "lang", EMBEDDING, *PREFER_COLUMNS])
             if not live.size:
                 continue
-            t = t.take(live)
-            model_col = [m or "?" for m in t.column("clip_model").to_pylist()]
-            langs = [lang or "und" for lang in column(t, "lang")]
+            model_col = _models(t)
+            langs = [lang or "und" for lang in t.column("lang").to_pylist()]
             cluster = np.zeros(len(live), np.int64)
             for m in set(model_col):
                 if centroids[m] is not None:
-                    rows = np.flatnonzero(np.array(model_col, dtype=object) == m)
+                    rows = np.flatnonzero(model_col == m)
                     cluster[rows] = _assign(centroids[m], _matrix(t.column(EMBEDDING).take(rows)))
             scope = ["*"] * len(langs) if self.config.cross_language else langs
             gid = [group_ids.setdefault((m, lang, int(c)), len(group_ids))
@@ -253,8 +263,7 @@ class SemanticDedupStage(Stage):
             cols = {
                 "part": pa.array([p] * len(live), pa.int32()), "row": pa.array(live, pa.int32()),
                 "group": pa.array(gid, pa.int32()), "lang": pa.array(langs, pa.string()),
-                **{c: t.column(c) if c in names else pa.nulls(len(live))
-                   for c in (*PREFER_COLUMNS, EMBEDDING)},
+                **{c: t.column(c) for c in (*PREFER_COLUMNS, EMBEDDING)},
             }  # fmt: skip
             batch = pa.table(cols).cast(_SPILL)
             bucket = np.array(gid) % n_buckets
