@@ -7,7 +7,19 @@ import logging
 import os
 import time
 
-from bench import decisions, dedup, filters, keyframes, memory, models, pipeline, scale, shards, split
+from bench import (
+    decisions,
+    dedup,
+    filters,
+    keyframes,
+    memory,
+    models,
+    pipeline,
+    scale,
+    semantic,
+    shards,
+    split,
+)
 from bench.common import RESULTS_MD, write_results
 
 SUITE = {
@@ -24,6 +36,7 @@ SUITE = {
     "split": split.run,  # one run each: ignores reps
     "decisions": decisions.run,  # one run each: ignores reps
     "dedup": dedup.run,  # precision and recall, not times: ignores reps
+    "semantic_dedup": semantic.run,  # the run-wide plan on synthetic embeddings; ignores reps
 }
 
 

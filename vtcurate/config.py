@@ -404,6 +404,10 @@ class ClipFilterConfig(Strict):
     batch_size: int = Field(32, ge=1, description="clips per model call")
 
 
+# what decides which clip of a duplicate group is kept (stages.base.prefer_key)
+Prefer = Literal["clip_score", "duration", "resolution"]
+
+
 class DedupConfig(Strict):
     # the fingerprints are the scores; every grouping rule is applied to them in the run-wide plan
     decision_keys = frozenset({"near_duplicates", "max_hamming", "max_thumb_diff", "thumb_overlay_share",
@@ -436,7 +440,7 @@ class DedupConfig(Strict):
     max_bucket: int = Field(1000, ge=2, description="LSH buckets larger than this are skipped (logged)")
     min_frame_std: float = Field(4.0, ge=0, description="flatter frames (blank, black) are not hashed")
     captions: bool = Field(True, description="group clips whose normalised captions are identical")
-    prefer: list[Literal["clip_score", "duration", "resolution"]] = Field(
+    prefer: list[Prefer] = Field(
         ["clip_score", "duration", "resolution"],
         description="which clip of a group is kept: best by these, in order, then clip id",
     )
@@ -447,6 +451,36 @@ class DedupConfig(Strict):
         if not all(0.3 <= c <= 1.0 for c in crops):
             raise ValueError("each hash crop is a share of the frame in [0.3, 1]")
         return crops
+
+
+class SemanticDedupConfig(Strict):
+    # the scores are clip_filter's clip embeddings; every key here is applied to them in the
+    # run-wide plan (clusters, similarities, keepers), so a change re-plans without a model
+    decision_keys = frozenset({"threshold", "cross_language", "clusters", "sample_size", "seed", "prefer",
+                               "enforce_with_random_weights"})  # fmt: skip
+
+    threshold: float = Field(
+        0.95, ge=-1, le=1,
+        description="clips whose mean frame embeddings have at least this cosine similarity are duplicates",
+    )
+    cross_language: bool = Field(
+        False, description="compare clips across caption languages (false: each language apart)"
+    )
+    clusters: int | None = Field(
+        None, ge=1, description="k-means clusters per embedding model; null: about sqrt(clips), at most "
+        "one per 40 sampled embeddings",
+    )
+    sample_size: int = Field(
+        100_000, ge=1, description="embeddings k-means is trained on (a seeded random sample)"
+    )
+    seed: int = Field(0, description="seed of the sample and of k-means")
+    prefer: list[Prefer] = Field(
+        ["clip_score", "duration", "resolution"],
+        description="which clip of a group is kept: best by these, in order, then clip id",
+    )
+    enforce_with_random_weights: bool = Field(
+        False, description="drop on embeddings of randomly initialised CLIP weights (they are noise)"
+    )
 
 
 class PromptSpec(Strict):
@@ -661,6 +695,7 @@ class StageEntry:
     name: str
     section: type[Strict]
     impl: str  # "module:Class"
+    needs: tuple[str, ...] = ()  # stages that must run before it (it reads their columns)
 
 
 # The flow, in order: the one list the flow order, the config sections and the stage classes come
@@ -675,6 +710,8 @@ STAGES: tuple[StageEntry, ...] = (
     StageEntry("text_overlay", TextOverlayConfig, "vtcurate.stages.text_overlay:TextOverlayStage"),
     StageEntry("clip_filter", ClipFilterConfig, "vtcurate.stages.clip_filter:ClipFilterStage"),
     StageEntry("dedup", DedupConfig, "vtcurate.stages.dedup:DedupStage"),
+    StageEntry("semantic_dedup", SemanticDedupConfig, "vtcurate.stages.semantic_dedup:SemanticDedupStage",
+               needs=("clip_filter",)),
     StageEntry("rewrite", RewriteConfig, "vtcurate.stages.rewrite:RewriteStage"),
     StageEntry("aux_caption", AuxCaptionConfig, "vtcurate.stages.aux_caption:AuxCaptionStage"),
     StageEntry("shard", ShardConfig, "vtcurate.stages.shard:ShardStage"),
@@ -831,6 +868,11 @@ class PipelineConfig(_StageSections):
             raise ValueError(f"unknown stage(s) {unknown}; the flow is {list(FLOW)}, then optionally {TRAIN}")
         if flow != sorted(flow, key=FLOW.index) or len(set(flow)) != len(flow):
             raise ValueError(f"stages must be unique and in flow order {list(FLOW)}")
+        for entry in (e for e in STAGES if e.name in flow):
+            missing = [n for n in entry.needs if n not in flow]
+            if missing:
+                raise ValueError(f"stages: {entry.name} needs {missing} before it (it reads their columns); "
+                                 f"add {missing} to stages, or remove {entry.name}")
         unknown = [s for s in self.ray.stage_resources if s not in FLOW]
         if unknown:
             raise ValueError(f"ray.stage_resources: unknown stage(s) {unknown}; the flow is {list(FLOW)}")

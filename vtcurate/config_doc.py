@@ -175,9 +175,13 @@ def _section_note(name: str) -> str:
     for i, entry in enumerate(STAGES):
         if entry.name == name:
             where = f"Stage {i} of the flow (`stages/{i:02d}_{name}/`), `{entry.impl.replace(':', '.')}`."
+            if entry.needs:
+                where += f" Needs {', '.join(f'`{n}`' for n in entry.needs)} before it in `stages`."
             decisions = ", ".join(f"`{k}`" for k in sorted(entry.section.decision_keys))
             if not decisions:
                 return f"{where} All its keys are scoring keys (a change recomputes it and those after it)."
+            if entry.section.decision_keys >= set(entry.section.model_fields):
+                return f"{where} All its keys are decision keys (a change is re-applied from stored scores)."
             return (f"{where} Decision keys (a change is re-applied from stored scores): {decisions}; the "
                     "others are scoring keys (a change recomputes it and those after it).")  # fmt: skip
     if name == TRAIN:

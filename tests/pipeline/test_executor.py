@@ -104,9 +104,10 @@ def test_key_frames_are_stored_once(local_run):
     assert storage["kept_clips"] == load_stats(local_run)[-1]["kept"]
     index = json.loads((rd.shards / "index.json").read_text())
     assert storage["shard_bytes"] == sum(s["bytes"] for s in index["shards"])
-    # each of the eleven stages' partitions adds its rows' other columns (about 0.15 of the shards'
-    # bytes on the demo's 8-row partitions); a copy of the key-frames would add about 0.5 per stage
-    assert 1.5 < storage["run_to_shard_bytes"] < 3.5, storage
+    # each of the twelve stages' partitions adds its rows' other columns (about 0.15 of the shards'
+    # bytes on the demo's 8-row partitions, twice that for the run-wide-plan stages, which also keep
+    # their scored rows); a copy of the key-frames would add about 0.5 per stage
+    assert 1.5 < storage["run_to_shard_bytes"] < 4.0, storage
 
 
 def test_run_json_records_config_versions_and_models(local_run):

@@ -227,7 +227,7 @@ def test_fresh_refuses_a_directory_that_is_not_a_run(tmp_path, demo_corpus, demo
 def test_stats_record_the_worker_plan(local_run):
     for s in load_stats(local_run):
         assert s["workers"]["workers"] == 1 and s["workers"]["batch_size"] > 0
-        assert (s["decide_workers"] is not None) == (s["stage"] in ("clip_filter", "dedup"))  # run-wide plans
+        assert (s["decide_workers"] is not None) == (s["stage"] in ("clip_filter", "dedup", "semantic_dedup"))
         assert s["worker_cpu_s"] > 0 and s["worker_peak_rss_mb"] > 0
         assert s["upstream"] == ("manifest" if s["stage"] == "ingest" else FLOW[FLOW.index(s["stage"]) - 1])
 

@@ -107,6 +107,16 @@ def redecide(stage: Stage, tables: dict[str, pa.Table]) -> tuple[dict[str, pa.Ta
     return {part: stage.apply_plan(table, plan) for part, table in scored.items()}, plan
 
 
+def _built(rd: RunDir, config: PipelineConfig, name: str) -> Stage:
+    """The stage, given every stage's provenance from run.json as the executor gives it (a decision
+    may depend on another stage's models: semantic_dedup's on clip_filter's weights)."""
+    from vtcurate.stages import build_stage
+
+    stage = build_stage(name, config)
+    stage.run_provenance = (rd.read_run_json() or {}).get("stages", {})
+    return stage
+
+
 def _kept_ids(tables: dict[str, pa.Table]) -> set[str]:
     kept = (t.filter(pc.is_null(t.column(DROP_REASON))) for t in tables.values())
     return {c for t in kept for c in t.column("clip_id").to_pylist()}
@@ -161,7 +171,6 @@ def _rewrite_stage(rd: RunDir, config: PipelineConfig, stage: Stage, keys: list[
 def apply_changes(rd: RunDir, config: PipelineConfig, change: ConfigChange) -> dict:
     """Bring a run directory's finished stages in line with the config (see the module doc)."""
     from vtcurate.config import TRAIN
-    from vtcurate.stages import build_stage
 
     done: dict[str, list[str]] = {"redecided": [], "discarded": []}
     stale = False  # an earlier stage's output changed: every later stage must be recomputed
@@ -179,7 +188,7 @@ def apply_changes(rd: RunDir, config: PipelineConfig, change: ConfigChange) -> d
         if name not in change.decision or not sdir.path.exists():
             continue
         if sdir.done:
-            stale = _rewrite_stage(rd, config, build_stage(name, config), change.decision[name])
+            stale = _rewrite_stage(rd, config, _built(rd, config, name), change.decision[name])
             done["redecided"].append(name)
         else:  # partitions decided by the old keys: not to be reused
             shutil.rmtree(sdir.path)
@@ -224,7 +233,6 @@ def whatif_run(
     stored = {} if stored is None else stored
     from vtcurate.config import apply_override, validate
     from vtcurate.errors import UserError
-    from vtcurate.stages import build_stage
 
     rd = RunDir(run_dir)
     info = rd.read_run_json()
@@ -242,7 +250,7 @@ def whatif_run(
     funnel, reaching = [], None  # reaching: clip ids that would reach the next stage (None: as stored)
     dropped: dict[int, tuple[str, str]] = {}
     for name in (s for s in FLOW if s in config.stages and rd.stage(s).done):
-        stage, sdir = build_stage(name, config), rd.stage(name)
+        stage, sdir = _built(rd, config, name), rd.stage(name)
         for part in _parts(sdir):
             if (name, part) not in stored:
                 stored[name, part] = stored_rows(sdir, _source(rd, config, name), part)

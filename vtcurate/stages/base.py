@@ -158,6 +158,24 @@ def top_fraction_cutoff(scores: list[float], fraction: float) -> float:
     return ranked[k - 1]
 
 
+# the columns prefer_key reads
+PREFER_COLUMNS = ("clip_id", "clip_score", "span_start", "span_end", "width", "height")
+
+
+def prefer_key(prefer: list[str], cols: dict[str, list], i: int) -> tuple:
+    """Sort key of row `i` of `cols` (PREFER_COLUMNS as lists) when one clip of a duplicate group is
+    kept: the smallest is kept, best by `prefer` (clip_score, span duration, resolution), then clip id."""
+    out = []
+    for what in prefer:
+        if what == "clip_score":
+            out.append(-(cols["clip_score"][i] if cols["clip_score"][i] is not None else -2.0))
+        elif what == "duration":
+            out.append(-((cols["span_end"][i] or 0.0) - (cols["span_start"][i] or 0.0)))
+        else:
+            out.append(-((cols["width"][i] or 0) * (cols["height"][i] or 0)))
+    return (*out, cols["clip_id"][i])
+
+
 def reopen(table: pa.Table, reasons: tuple[str, ...]) -> pa.Table:
     """The rows as scored: decisions for `reasons` cleared, other rejections kept."""
     old_r = table.column(DROP_REASON).to_pylist()

@@ -3,6 +3,8 @@
 Score: the cosine similarity of each key-frame's embedding with the caption's (`clip_frame_scores`),
 reduced to `clip_score` by mean, max or min.  The model is chosen by the caption's language ('*'
 is the fallback), so an English CLIP can score English and a multilingual one Chinese.
+`clip_embedding` is the clip's mean key-frame embedding, L2-normalised, as float16: what
+semantic_dedup compares (shards leave it out).
 
 Decision: per language, either an absolute cosine threshold (decided in the same call as the
 score), or a top fraction of that language's scores over the whole run (a run-wide plan, see
@@ -40,7 +42,7 @@ _REDUCE = {"mean": np.mean, "max": np.max, "min": np.min}
 
 class ClipFilterStage(Stage):
     name = "clip_filter"
-    output_columns = ("clip_frame_scores", "clip_score", "clip_model", "clip_pass")
+    output_columns = ("clip_frame_scores", "clip_score", "clip_model", "clip_embedding", "clip_pass")
     score_columns = ("clip_score",)
 
     config: ClipFilterConfig
@@ -106,6 +108,7 @@ class ClipFilterStage(Stage):
         frames = batch.column("frames").to_pylist()
         n = batch.num_rows
         frame_scores: list[list[float] | None] = [None] * n
+        embeddings: list[np.ndarray | None] = [None] * n
         models: list[str | None] = [None] * n
         reasons: list[str | None] = [None] * n
         details: list[str | None] = [None] * n
@@ -129,6 +132,8 @@ class ClipFilterStage(Stage):
             for r, i in enumerate(rows):
                 k = len(frames[i])
                 frame_scores[i] = (images[offset : offset + k] @ texts[r]).astype(float).tolist()
+                mean = images[offset : offset + k].mean(axis=0)
+                embeddings[i] = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float16)
                 models[i] = model.model_id
                 offset += k
         reduce = _REDUCE[self.config.aggregate]
@@ -136,6 +141,7 @@ class ClipFilterStage(Stage):
         batch = set_column(batch, "clip_frame_scores", frame_scores, pa.list_(pa.float32()))
         batch = set_column(batch, "clip_score", clip_scores, pa.float64())
         batch = set_column(batch, "clip_model", models, pa.string())
+        batch = set_column(batch, "clip_embedding", embeddings, pa.list_(pa.float16()))
         batch = set_column(batch, "clip_pass", [None] * n, pa.bool_())
         return with_decisions(batch, reasons, details)
 

@@ -37,6 +37,7 @@ from vtcurate.stages.base import (
     Stage,
     column,
     keep_earlier_drops,
+    prefer_key,
     set_column,
     with_decisions,
 )
@@ -141,17 +142,6 @@ class DedupStage(Stage):
         batch = set_column(batch, "duplicate_of", [None] * n, pa.string())
         return with_decisions(batch, [None] * n, [None] * n)
 
-    def _rank_key(self, cols: dict, i: int) -> tuple:
-        out = []
-        for what in self.config.prefer:
-            if what == "clip_score":
-                out.append(-(cols["clip_score"][i] if cols["clip_score"][i] is not None else -2.0))
-            elif what == "duration":
-                out.append(-((cols["span_end"][i] or 0.0) - (cols["span_start"][i] or 0.0)))
-            else:
-                out.append(-((cols["width"][i] or 0) * (cols["height"][i] or 0)))
-        return (*out, cols["clip_id"][i])
-
     def plan(self, scored: list[Path]) -> dict:
         cfg = self.config
         cols = read_columns(
@@ -213,7 +203,7 @@ class DedupStage(Stage):
         for members in groups.values():
             if len(members) < 2:
                 continue
-            keeper = min(members, key=lambda i: self._rank_key(cols, i))
+            keeper = min(members, key=lambda i: prefer_key(cfg.prefer, cols, i))
             for i in members:
                 if i == keeper:
                     continue

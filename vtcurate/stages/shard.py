@@ -26,9 +26,10 @@ from vtcurate.storage import write_json
 SHARDS = "shards"  # the shards' folder in the run directory
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 # columns never copied into a sample's .json: the frames are the .jpg members; dedup's binary
-# fingerprints stay in the run directory; whether a rewrite came from the cache is the run's
-# history (a run resumed after a crash reuses the cache), not the sample's content
-_NOT_META = {"frames", "frame_phashes", "frame_thumbs", "rewrite_cached", DROP_REASON, DROP_DETAIL}
+# fingerprints and clip_filter's embedding stay in the run directory; whether a rewrite came from
+# the cache is the run's history (a run resumed after a crash reuses the cache), not the sample's content
+_NOT_META = {"frames", "frame_phashes", "frame_thumbs", "clip_embedding", "rewrite_cached", DROP_REASON,
+             DROP_DETAIL}
 
 
 _HASHED = re.compile(r"-[0-9a-f]{10}$")
