@@ -7,7 +7,7 @@ import logging
 import os
 import time
 
-from bench import decisions, filters, keyframes, memory, models, pipeline, scale, shards, split
+from bench import decisions, filters, keyframes, memory, models, pipeline, scale, shards, split, train
 from bench.common import RESULTS_MD, write_results
 
 SUITE = {
@@ -23,6 +23,7 @@ SUITE = {
     "scale": scale.run,  # one run each: ignores reps
     "split": split.run,  # one run each: ignores reps
     "decisions": decisions.run,  # one run each: ignores reps
+    "train": train.run,  # training steps on CPU, old settings against new
 }
 
 
