@@ -726,7 +726,7 @@ class TrainConfig(Strict):
     )
     cache_frames: bool = Field(
         True,
-        description="keep each clip's decoded, resized frames in memory (uint8, 3 x S² bytes a frame at the "
+        description="keep each clip's decoded, resized frames in memory (uint8, S² x 3 bytes a frame at the "
         "backbone's input size S), so repeated passes over the shards skip JPEG decoding and resizing",
     )
     shuffle_buffer: int = Field(256, ge=0, description="samples in the shuffle buffer")
