@@ -19,6 +19,7 @@ from bench import (
     semantic,
     shards,
     split,
+    train,
 )
 from bench.common import RESULTS_MD, write_results
 
@@ -37,6 +38,7 @@ SUITE = {
     "decisions": decisions.run,  # one run each: ignores reps
     "dedup": dedup.run,  # precision and recall, not times: ignores reps
     "semantic_dedup": semantic.run,  # the run-wide plan on synthetic embeddings; ignores reps
+    "train": train.run,  # training steps on CPU, old settings against new
 }
 
 

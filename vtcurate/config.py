@@ -747,6 +747,13 @@ class VideoModelConfig(Strict):
     temporal_layers: int = Field(
         2, ge=1, description="temporal layers (transformer), or last vision layers tapped (stan)"
     )
+    num_frames: int = Field(
+        8,
+        ge=1,
+        le=32,
+        description="frames per clip the model sees: evenly spaced among the clip's key-frames, first "
+        "and last included (fewer: a cheaper step)",
+    )
     proxy_tokens: int = Field(0, ge=0, description="CLIP-ViP video proxy tokens (0: off)")
     acg: bool = Field(False, description="auxiliary-caption guidance: gated cross-attention + auxiliary loss")
     aux_loss_weight: float = Field(0.5, ge=0, description="weight of the frame/auxiliary-caption loss")
@@ -768,6 +775,17 @@ class TrainConfig(Strict):
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto: bf16 autocast on CUDA")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_workers: int = Field(1, ge=0, description="DataLoader worker processes")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch threads of each training process; null: the CPUs left to it "
+        "after its loader workers (more threads than CPUs make every step wait for descheduled ones)",
+    )
+    cache_frames: bool = Field(
+        True,
+        description="keep each clip's decoded, resized frames in memory (uint8, S² x 3 bytes a frame at the "
+        "backbone's input size S), so repeated passes over the shards skip JPEG decoding and resizing",
+    )
     shuffle_buffer: int = Field(256, ge=0, description="samples in the shuffle buffer")
     split: str = Field("train", description="shard split trained on")
     eval_split: str = Field("val", description="shard split evaluated after training (empty: none)")

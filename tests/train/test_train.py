@@ -129,6 +129,16 @@ def test_eval_refuses_bad_arguments(trained, tmp_path, capsys):
     assert "a.jsonl:1" in capsys.readouterr().err
 
 
+def test_training_threads_leave_the_loader_workers_their_cpus(monkeypatch):
+    from vtcurate.train.loop import training_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(8)))
+    cfg = load_config(CONFIGS / "train-demo.yaml", ["train.num_workers=2"]).train
+    assert training_threads(cfg, world=1) == 6
+    assert training_threads(cfg, world=4) == 1 and training_threads(cfg, world=8) == 1
+    assert training_threads(cfg.model_copy(update={"threads": 3}), world=1) == 3
+
+
 def test_resume_after_sigkill_continues_from_the_last_checkpoint(local_run, tmp_path):
     out = tmp_path / "out"
     cmd = _train_cmd(

@@ -127,3 +127,30 @@ def test_drop_tokens_keeps_ends_and_order():
     assert first[0] == 49406 and first[-1] == 49407 and len(first) == 4
     assert first[1:-1] == sorted(first[1:-1]) and set(first[1:-1]) <= {10, 11, 12, 13}
     assert out[1].tolist() == tokens[1].tolist()  # one content token: nothing to drop
+
+
+def test_frame_index_spreads_over_the_clip():
+    from vtcurate.models.video_clip import frame_index
+
+    assert frame_index(8, 4) == [0, 2, 5, 7]
+    assert frame_index(8, 2) == [0, 7] and frame_index(8, 1) == [3]
+    assert frame_index(8, 8) == frame_index(8, 12) == list(range(8))
+
+
+def test_a_model_of_fewer_frames_chooses_them_from_all():
+    model = _model(temporal="transformer", num_frames=4)
+    frames = _frames()
+    with torch.no_grad():
+        given_all, _ = model.encode_video(frames)
+        given_chosen, _ = model.encode_video(frames[:, [0, 2, 5, 7]])
+        given_others, _ = model.encode_video(frames[:, [1, 3, 4, 6]])
+    torch.testing.assert_close(given_all, given_chosen)
+    assert not torch.allclose(given_all, given_others, atol=1e-4)
+
+
+def test_text_tower_gives_the_same_embeddings_without_trailing_padding():
+    model = _model()
+    tokens = model.tokenizer(["a red circle moves from left to right", "一个红色的圆从左向右移动", ""])
+    assert tokens.shape[1] == 64  # the context length: mostly padding
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_text(tokens), model.clip.encode_text(tokens, normalize=True))

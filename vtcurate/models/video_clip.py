@@ -24,6 +24,11 @@ Options, as in the papers they come from:
 - MAC masking: a share of patch tokens (open_clip's PatchDropout) and of caption tokens is dropped
   before the encoders during training, cutting their FLOPs.
 
+The model sees `num_frames` of a clip's key-frames, evenly spaced with the first and last included
+(`frame_index`), whatever number it is given: the loader decodes only those, and an evaluation may
+pass all of them.  Captions are cut after their longest one's end token before the text tower: its
+attention is causal and it pools at the end token, so trailing padding cannot change an embedding.
+
 Loss: symmetric InfoNCE with CLIP's learnable temperature (open_clip's ClipLoss, which also gathers
 features across DDP ranks), plus `aux_loss_weight` times the auxiliary loss.
 """
@@ -36,6 +41,16 @@ from torch import nn
 
 from vtcurate.config import VideoModelConfig
 from vtcurate.models.clip import create_clip
+
+
+def frame_index(total: int, n: int) -> list[int]:
+    """Indices of n of `total` frames, evenly spaced, first and last included (all when n >= total),
+    e.g. 0, 2, 5, 7 of 8."""
+    if n >= total:
+        return list(range(total))
+    if n == 1:
+        return [(total - 1) // 2]
+    return [round(i * (total - 1) / (n - 1)) for i in range(n)]
 
 
 def _heads(width: int) -> int:
@@ -153,6 +168,8 @@ class VideoCLIP(nn.Module):
     def encode_frames(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """B x T x C x H x W -> (frame embeddings B x T x D, proxy video embedding B x D or None)."""
         visual = self.clip.visual
+        if frames.shape[1] > self.cfg.num_frames:
+            frames = frames[:, frame_index(frames.shape[1], self.cfg.num_frames)]
         b, t = frames.shape[:2]
         x = visual._embeds(frames.flatten(0, 1))  # (B*T) x L x W, patch dropout applied in training
         tokens, width = x.shape[1], x.shape[2]
@@ -198,7 +215,20 @@ class VideoCLIP(nn.Module):
 
     # -- text ---------------------------------------------------------------------------------------
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.clip.encode_text(tokens, normalize=True)
+        from open_clip.transformer import text_global_pool
+
+        clip = self.clip
+        if getattr(clip, "text_pool_type", None) not in ("argmax", "eos") or clip.attn_mask is None:
+            return clip.encode_text(tokens, normalize=True)  # not a causal CLIP text tower: as it is
+        # open_clip's CLIP.encode_text on the columns up to the batch's last end token (padding is 0)
+        n = int((tokens != 0).sum(1).max())
+        tokens = tokens[:, :n]
+        x = clip.token_embedding(tokens) + clip.positional_embedding[:n]
+        x = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask[:n, :n]))
+        x = text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
+        proj = clip.text_projection
+        x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
+        return F.normalize(x, dim=-1)
 
     def encode_aux(self, aux_tokens: torch.Tensor, aux_mask: torch.Tensor) -> torch.Tensor:
         """B x K x L tokens -> B x K x D embeddings (padding rows are encoded too, then masked)."""

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import torch
 
 from vtcurate.errors import UserError
+from vtcurate.models.video_clip import frame_index
 from vtcurate.pipeline.shards import frame_members, shard_paths, verify_shards
 
 Sample = dict  # {"frames": T x C x H x W, "caption", "aux": [str], "key", "lang"}
@@ -28,19 +30,54 @@ def aux_texts(meta: dict, limit: int) -> list[str]:
     return [a["text"] for a in meta.get("aux_captions") or [] if a.get("text")][:limit]
 
 
-def _images_to_tensor(images, preprocess: Callable) -> torch.Tensor:
-    return torch.stack([preprocess(img) for img in images])
+class FrameDecoder:
+    """A clip's images -> the model's input frames (T x C x H x W float): the `num_frames` the model
+    sees (`frame_index`), each through the backbone's own preprocessing.
+
+    open_clip's preprocessing ends with to-tensor and Normalize; the steps before them (resize,
+    crop) give uint8 pixels, and with `cache` those are kept per sample key, so the repeated passes
+    of training over the same shards decode and resize each clip once.  Normalising the cached
+    pixels gives the same floats as preprocessing the image again."""
+
+    def __init__(self, preprocess: Callable, num_frames: int, cache: bool = False) -> None:
+        from torchvision.transforms import Compose, Normalize, PILToTensor
+
+        steps = getattr(preprocess, "transforms", [])
+        self.num_frames = num_frames
+        self.cache: dict[str, torch.Tensor] | None = {} if cache else None
+        ends_normalised = len(steps) >= 2 and isinstance(steps[-1], Normalize)
+        if ends_normalised and type(steps[-2]).__name__.endswith("ToTensor"):
+            self.to_pixels = Compose([*steps[:-2], PILToTensor()])
+            norm = steps[-1]
+            self.mean = torch.tensor(norm.mean).view(1, -1, 1, 1)
+            self.std = torch.tensor(norm.std).view(1, -1, 1, 1)
+        else:  # some other preprocessing: its float output is what is kept
+            self.to_pixels, self.mean = preprocess, None
+
+    def __call__(self, images: list, key: str | None = None) -> torch.Tensor:
+        """`images`: the clip's frames in time order (H x W x 3 uint8 arrays, or callables that
+        return one, so that a cached clip's JPEGs are never decoded)."""
+        from PIL import Image
+
+        pixels = self.cache.get(key) if self.cache is not None and key is not None else None
+        if pixels is None:
+            chosen = [images[i] for i in frame_index(len(images), self.num_frames)]
+            pixels = torch.stack(
+                [self.to_pixels(Image.fromarray(img() if callable(img) else img)) for img in chosen]
+            )
+            if self.cache is not None and key is not None:
+                self.cache[key] = pixels
+        if self.mean is None:
+            return pixels
+        return (pixels.float() / 255 - self.mean) / self.std  # as to-tensor, then Normalize
 
 
-def decode_shard_sample(sample: dict, preprocess: Callable, max_aux: int) -> Sample:
-    from PIL import Image
-
+def decode_shard_sample(sample: dict, frames: FrameDecoder, max_aux: int) -> Sample:
     from vtcurate.video.frames import decode_jpeg
 
-    images = [Image.fromarray(decode_jpeg(sample[k])) for k in frame_members(sample)]
     meta = json.loads(sample["json"])
     return {
-        "frames": _images_to_tensor(images, preprocess),
+        "frames": frames([partial(decode_jpeg, sample[k]) for k in frame_members(sample)], sample["__key__"]),
         "caption": sample["txt"].decode("utf-8"),
         "aux": aux_texts(meta, max_aux),
         "key": sample["__key__"],
@@ -108,7 +145,7 @@ def _urls(shards_dir: str | Path, split: str) -> list[str]:
 def train_loader(
     shards_dir: str | Path,
     split: str,
-    preprocess: Callable,
+    frames: FrameDecoder,
     collate: Collate,
     batch_size: int,
     num_workers: int,
@@ -129,7 +166,7 @@ def train_loader(
     )  # fmt: skip
     if shuffle_buffer:
         ds = ds.shuffle(shuffle_buffer)
-    ds = ds.map(lambda s: decode_shard_sample(s, preprocess, collate.max_aux))
+    ds = ds.map(lambda s: decode_shard_sample(s, frames, collate.max_aux))
     ds = ds.batched(batch_size, collation_fn=collate, partial=False)
     return wds.WebLoader(
         ds,
@@ -147,13 +184,13 @@ def _one_thread(_worker: int) -> None:
 
 
 def shard_eval_batches(
-    shards_dir: str | Path, split: str, preprocess: Callable, collate: Collate, batch_size: int
+    shards_dir: str | Path, split: str, frames: FrameDecoder, collate: Collate, batch_size: int
 ) -> Iterator[dict]:
     """Each sample of `split` once, in index order."""
     import webdataset as wds
 
     ds = wds.WebDataset(_urls(shards_dir, split), shardshuffle=False, empty_check=False)
-    ds = ds.map(lambda s: decode_shard_sample(s, preprocess, collate.max_aux))
+    ds = ds.map(lambda s: decode_shard_sample(s, frames, collate.max_aux))
     yield from ds.batched(batch_size, collation_fn=collate, partial=True)
 
 
@@ -166,15 +203,15 @@ def folder_eval_batches(
     num_frames: int = 8,
 ) -> Iterator[dict]:
     """MSR-VTT-style evaluation input: jsonl rows {clip_id, text[, lang]} and `videos/<clip_id>.*`;
-    8 frames are sampled as the keyframes stage samples them (middle of 8 equal segments)."""
-    from PIL import Image
-
+    8 frames are sampled as the keyframes stage samples them (middle of 8 equal segments), all passed
+    on (a model that sees fewer chooses its own)."""
     from vtcurate.config import IngestConfig, KeyframesConfig
     from vtcurate.video.frames import read_keyframes, resize_short_side
     from vtcurate.video.probe import probe
     from vtcurate.video.source import VideoSourceError
 
     cfg, probe_backends = KeyframesConfig(), IngestConfig().probe_backends
+    decode = FrameDecoder(preprocess, num_frames)
     rows = _read_annotations(annotations)
     folder = Path(videos)
     batch: list[Sample] = []
@@ -187,10 +224,9 @@ def folder_eval_batches(
             frames = read_keyframes(str(matches[0]), 0.0, info.duration, num_frames, cfg.mode, cfg.backends)
         except VideoSourceError as err:
             raise UserError(f"{matches[0]}: cannot sample frames ({err.code}: {err.detail})") from None
-        images = [Image.fromarray(resize_short_side(img, cfg.short_side)) for img in frames.images]
         batch.append(
             {
-                "frames": _images_to_tensor(images, preprocess),
+                "frames": decode([resize_short_side(img, cfg.short_side) for img in frames.images]),
                 "caption": row["text"],
                 "aux": [],
                 "key": row["clip_id"],

@@ -11,7 +11,7 @@ import torch
 from vtcurate.errors import UserError
 from vtcurate.models.video_clip import VideoCLIP
 from vtcurate.storage import write_json
-from vtcurate.train.data import Collate, folder_eval_batches, shard_eval_batches
+from vtcurate.train.data import Collate, FrameDecoder, folder_eval_batches, shard_eval_batches
 from vtcurate.train.metrics import format_table, retrieval_report
 
 
@@ -54,7 +54,8 @@ def _collate(model: VideoCLIP) -> Collate:
 
 
 def evaluate_shards(model: VideoCLIP, shards_dir, split: str, out_dir, batch_size: int = 32) -> dict:
-    batches = shard_eval_batches(shards_dir, split, model.preprocess, _collate(model), batch_size)
+    frames = FrameDecoder(model.preprocess, model.cfg.num_frames)
+    batches = shard_eval_batches(shards_dir, split, frames, _collate(model), batch_size)
     return evaluate_batches(model, batches, out_dir, f"{shards_dir} (split {split})")
 
 

@@ -30,7 +30,7 @@ from vtcurate.models.clip import save_checkpoint
 from vtcurate.models.devices import autocast, precision, resolve_device
 from vtcurate.models.video_clip import VideoCLIP
 from vtcurate.storage import save_torch, write_json
-from vtcurate.train.data import Collate, train_loader
+from vtcurate.train.data import Collate, FrameDecoder, train_loader
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def _optimizer(model: VideoCLIP, cfg: TrainConfig) -> torch.optim.Optimizer:
     for p in model.parameters():
         if p.requires_grad:  # no weight decay on gains, biases, positions and the temperature
             groups.setdefault((id(p) in new, p.ndim >= 2), []).append(p)
-    return torch.optim.AdamW(
+    return torch.optim.AdamW(  # fused: one kernel over all tensors (~4x faster on the CPU too)
         [
             {
                 "params": params,
@@ -74,8 +74,18 @@ def _optimizer(model: VideoCLIP, cfg: TrainConfig) -> torch.optim.Optimizer:
                 "weight_decay": cfg.weight_decay if decay else 0.0,
             }
             for (is_new, decay), params in sorted(groups.items())
-        ]
+        ],
+        fused=True,
     )
+
+
+def training_threads(cfg: TrainConfig, world: int) -> int:
+    """torch threads for one training process: as configured, or the CPUs left to it after its
+    loader workers.  More threads than CPUs is the slow case: OpenMP spins waiting for a
+    descheduled thread at every op (a step 3-9x slower on a busy 2-CPU machine)."""
+    if cfg.threads:
+        return cfg.threads
+    return max(1, len(os.sched_getaffinity(0)) // world - cfg.num_workers)
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -140,8 +150,6 @@ def _resume(out: Path, model: VideoCLIP, opt, sched, cfg: TrainConfig) -> int:
 
 def train(cfg: TrainConfig, shards_dir: str | Path, out_dir: str | Path) -> dict:
     """Train (or resume training) on the shards; return train.json's contents."""
-    from open_clip.loss import ClipLoss
-
     out = Path(out_dir)
     done = out / "train.json"
     earlier = json.loads(done.read_text("utf-8")) if done.exists() else None
@@ -150,6 +158,17 @@ def train(cfg: TrainConfig, shards_dir: str | Path, out_dir: str | Path) -> dict
         return earlier
     dist = Dist(cfg.device)
     out.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(training_threads(cfg, dist.world))
+    try:
+        return _train(cfg, shards_dir, out, dist)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(cfg: TrainConfig, shards_dir: str | Path, out: Path, dist: Dist) -> dict:
+    from open_clip.loss import ClipLoss
+
     torch.manual_seed(cfg.seed)  # the same new-module init on every rank
     model = VideoCLIP(cfg.model, dist.device)
     model.train()
@@ -165,8 +184,9 @@ def train(cfg: TrainConfig, shards_dir: str | Path, out_dir: str | Path) -> dict
     )
     loss_fn = ClipLoss(local_loss=False, gather_with_grad=True, rank=dist.rank, world_size=dist.world)
     collate = Collate(model.tokenizer, cfg.model.max_aux if cfg.model.acg else 0, cfg.model.text_drop)
+    frames = FrameDecoder(model.preprocess, cfg.model.num_frames, cache=cfg.cache_frames)
     loader = train_loader(
-        shards_dir, cfg.split, model.preprocess, collate, cfg.batch_size, cfg.num_workers,
+        shards_dir, cfg.split, frames, collate, cfg.batch_size, cfg.num_workers,
         cfg.shuffle_buffer, seed=cfg.seed + 1000 * start + dist.rank, verify=dist.main,
     )  # fmt: skip
     batches = iter(loader)
@@ -245,6 +265,7 @@ def _finish(
             steps_run * cfg.batch_size * cfg.grad_accum * dist.world / max(seconds, 1e-9), 2
         ),
         "device": dist.device,
+        "threads": torch.get_num_threads(),
         "world_size": dist.world,
         "backbone_init": model.weights,
         "clip_backbone": str(out / "clip_backbone.pt"),
