@@ -103,7 +103,7 @@ def test_a_tiny_ablation_writes_the_contract(tmp_path):
     assert rows[("raw", "transformer")]["train_rows"] > rows[("pass2", "transformer")]["train_rows"]
     assert [q["curation"] for q in result["filter_quality"]] == ["rules", "pass2", "pass3"]
     assert all({"auc_mismatched", "precision", "recall"} <= q.keys() for q in result["filter_quality"])
-    assert len(result["efficiency"]) == 4 and {"time_ratio", "data_ratio"} == result["claim"].keys()
+    assert len(result["efficiency"]) == 3 and {"time_ratio", "data_ratio"} == result["claim"].keys()
     # seed 0 of the bootstrap curations is the bootstrap's own training, not a second one
     assert not (tmp_path / "models" / "rules-transformer-s0").exists()
     assert (tmp_path / "models" / "rules-transformer-s1" / "model.pt").is_file()

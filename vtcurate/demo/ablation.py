@@ -21,7 +21,7 @@ from "right to left" (and top/bottom) on the held-out clips, in % of clips (50: 
 - `dir_video`: the caption matches the clip better than the clip played backwards (a tie, which is
   all an order-blind model can give, counts half).
 
-python -m vtcurate.demo.ablation WORK_DIR [--steps N] [--seeds 0 1 2] [--extra] [--out docs]
+python -m vtcurate.demo.ablation WORK_DIR [--steps N] [--seeds 0 1 2] [--extra] [--parallel 2] [--out docs]
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +46,7 @@ from vtcurate.pipeline.shards import load_index
 from vtcurate.storage import write_json
 from vtcurate.train.data import Collate, folder_eval_batches
 from vtcurate.train.evaluate import embed
-from vtcurate.train.loop import load_trained, train
+from vtcurate.train.loop import load_trained
 from vtcurate.train.metrics import retrieval_report
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "train-demo.yaml"
@@ -66,7 +68,8 @@ EXTRA_VARIANTS = {  # --extra
     "stan": ["train.model.temporal=stan"],
     "transformer + proxies": ["train.model.proxy_tokens=4"],
 }
-FRACTIONS = (0.25, 0.5)  # efficiency: shares of the steps, and of the curated rows
+STEP_FRACTIONS = (0.25, 0.5)  # efficiency: shares of the steps
+DATA_FRACTIONS = (0.5,)  # and of the best curation's rows
 SUMMARY = "ablation-summary.md"  # the README's paragraph
 
 
@@ -76,6 +79,7 @@ class Ablation:
     steps: int
     seeds: tuple[int, ...]
     runner: str | None = None  # the curation runner (default: the config's)
+    parallel: int = 2  # trainings at a time
     data: Path = field(init=False)
     _heldout_batches: list | None = field(default=None, init=False)
 
@@ -138,16 +142,46 @@ class Ablation:
             self._heldout_batches = heldout_batches(model, self.heldout)
         return self._heldout_batches
 
-    def train_eval(
-        self, shards: Path, out: Path, seed: int, model: list[str], steps: int | None = None
-    ) -> dict:
-        """Train (a finished training is reused: a rerun only re-evaluates) and evaluate one model."""
-        cfg = load_config(CONFIG, [*self.overrides(seed, steps), *model]).train
-        info = train(cfg, shards, out)
-        result = self.evaluate(out / "model.pt")
+    def job(self, name: str, shards: Path, model: str, seed: int, extra: dict, seed0: Path | None) -> Job:
+        """One training; seed 0 of the plain model on a bootstrap pass is that pass's own training."""
+        reuse = seed == 0 and model == BASE and seed0 is not None and not extra
+        out = seed0 if reuse else self.work / "models" / _slug(name, model, seed, extra)
+        overrides = [
+            *self.overrides(seed, extra.get("steps")),
+            *VARIANTS.get(model, EXTRA_VARIANTS.get(model, [])),
+        ]
+        return Job(name, model, seed, shards, out, overrides, extra)
+
+    def train_all(self, jobs: list[Job]) -> None:
+        """Train every job, `parallel` at a time, each in its own `vtcurate train` process (one torch
+        thread each beside its loader worker: two of them fill two CPUs without the spinning that
+        two threads of one process cause); a finished training is skipped by `train` itself."""
+        pending, running = list(jobs), []
+        while pending or running:
+            while pending and len(running) < self.parallel:
+                job = pending.pop(0)
+                job.out.mkdir(parents=True, exist_ok=True)
+                sets = [x for o in job.overrides for x in ("--set", o)]
+                cmd = [sys.executable, "-m", "vtcurate.cli", "train", str(CONFIG),
+                       "--shards", str(job.shards), "--out", str(job.out), *sets]  # fmt: skip
+                log = open(job.out / "train.log", "w", encoding="utf-8")  # noqa: SIM115 (closed when it ends)
+                running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), job, log))
+            time.sleep(0.5)
+            for item in [r for r in running if r[0].poll() is not None]:
+                proc, job, log = item
+                log.close()
+                running.remove(item)
+                if proc.returncode != 0:
+                    tail = (job.out / "train.log").read_text("utf-8")[-2000:]
+                    raise RuntimeError(f"training {job.out} failed (exit {proc.returncode}):\n{tail}")
+
+    def result(self, job: Job) -> dict:
+        """One trained model's held-out figures and its training time."""
+        info = json.loads((job.out / "train.json").read_text("utf-8"))
+        result = self.evaluate(job.out / "model.pt")
         overall = result["retrieval"]["overall"]
-        return {
-            "seed": seed,
+        out = {
+            "seed": job.seed,
             **{name: overall[d][m] for name, (d, m) in METRICS.items()},
             "dir_text": result["dir_text"],
             "dir_video": result["dir_video"],
@@ -155,6 +189,31 @@ class Ablation:
             "train_s": info["seconds"],
             "samples_per_s": info["samples_per_s"],
         }
+        print(json.dumps({"curation": job.curation, "model": job.model, **job.extra, **out}), flush=True)
+        return out
+
+    def phase(self, groups: list[tuple[str, Path, str, dict]], curations: dict) -> list[dict]:
+        """Train every (curation, shards, model, extra) group for every seed at once, then summarise."""
+        jobs = [
+            [self.job(name, shards, model, seed, extra, curations[name].get("seed0")) for seed in self.seeds]
+            for name, shards, model, extra in groups
+        ]
+        self.train_all([j for group in jobs for j in group])
+        return [
+            summarise(name, model, [self.result(j) for j in group], train_rows(shards), **extra)
+            for (name, shards, model, extra), group in zip(groups, jobs, strict=True)
+        ]
+
+
+@dataclass
+class Job:
+    curation: str
+    model: str
+    seed: int
+    shards: Path
+    out: Path
+    overrides: list[str]
+    extra: dict  # steps or data_fraction of an efficiency run
 
 
 def heldout_batches(model, heldout: Path) -> list[dict]:
@@ -244,44 +303,35 @@ def claim(raw: dict, best: dict, efficiency: list[dict]) -> dict:
 
 
 def run(
-    work: Path, steps: int, seeds: tuple[int, ...], extra: bool = False, runner: str | None = None
+    work: Path,
+    steps: int,
+    seeds: tuple[int, ...],
+    extra: bool = False,
+    runner: str | None = None,
+    parallel: int = 2,
 ) -> dict:
     t0 = time.perf_counter()
-    ab = Ablation(work, steps, seeds, runner)
+    ab = Ablation(work, steps, seeds, runner, parallel)
     corpus = ab.corpus()
     curations = ab.curate(corpus["manifest"])
-    rows: list[dict] = []
-
-    def grid(name: str, shards: Path, model: str, overrides: list[str], **extra_fields) -> dict:
-        runs = []
-        for seed in seeds:
-            reuse = seed == 0 and model == BASE and "seed0" in curations[name] and not extra_fields
-            out = (
-                curations[name]["seed0"]
-                if reuse
-                else work / "models" / _slug(name, model, seed, extra_fields)
-            )
-            runs.append(ab.train_eval(shards, out, seed, overrides, extra_fields.get("steps")))
-            print(json.dumps({"curation": name, "model": model, **extra_fields, **runs[-1]}), flush=True)
-        return summarise(name, model, runs, train_rows(shards), **extra_fields)
-
-    for name in CURATIONS:
-        rows.append(grid(name, curations[name]["shards"], BASE, VARIANTS[BASE]))
+    rows = ab.phase([(name, curations[name]["shards"], BASE, {}) for name in CURATIONS], curations)
     raw = rows[0]
     best_row = max(rows[1:], key=lambda r: r["t2v_R@1_mean"])
     best = best_row["curation"]
-    for model, overrides in (VARIANTS | (EXTRA_VARIANTS if extra else {})).items():
-        if model != BASE:
-            rows.append(grid(best, curations[best]["shards"], model, overrides))
-    efficiency = []
-    for fraction in FRACTIONS:
-        efficiency.append(
-            grid(best, curations[best]["shards"], BASE, [], steps=max(1, round(steps * fraction)))
-        )
+    shards = curations[best]["shards"]
+    groups = [
+        (best, shards, model, {}) for model in (VARIANTS | (EXTRA_VARIANTS if extra else {})) if model != BASE
+    ]
+    groups += [(best, shards, BASE, {"steps": max(1, round(steps * f))}) for f in STEP_FRACTIONS]
+    for fraction in DATA_FRACTIONS:
         subset = work / "subsets" / f"{best}-{fraction:g}"
         subset.mkdir(parents=True, exist_ok=True)
-        subset_shards(curations[best]["shards"], fraction, subset)
-        efficiency.append(grid(best, subset, BASE, [], data_fraction=fraction))
+        subset_shards(shards, fraction, subset)
+        groups.append((best, subset, BASE, {"data_fraction": fraction}))
+    results = ab.phase(groups, curations)
+    efficient = len(STEP_FRACTIONS) + len(DATA_FRACTIONS)
+    rows += results[:-efficient]
+    efficiency = results[-efficient:]
     trainings = [r for row in [*rows, *efficiency] for r in row["per_seed"]]
     return {
         "wall_s": time.perf_counter() - t0,  # this invocation: trainings reused from an earlier one cost ~0
@@ -416,10 +466,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--extra", action="store_true", help="also the STAN-style and proxy-token variants")
+    p.add_argument("--parallel", type=int, default=2, help="trainings at a time (one CPU each)")
     p.add_argument("--out", type=Path, default=Path("docs"))
     p.add_argument("--readme", type=Path, help="copy the summary into this README's markers")
     args = p.parse_args(argv)
-    result = run(args.work, args.steps, tuple(args.seeds), args.extra)
+    result = run(args.work, args.steps, tuple(args.seeds), args.extra, parallel=args.parallel)
     write(result, args.out, args.readme)
     print(markdown(result))
     return 0
