@@ -94,6 +94,9 @@ def test_a_rerun_resumes_without_retraining(booted, corpus, capsys):
     assert main(args) == 0
     assert [p.stat().st_mtime_ns for p in models] == written  # finished trainings are not redone
     assert "| 2 | pass 1 model |" in capsys.readouterr().out
+    # the bootstrap section is not the curation's: a rerun with fewer passes resumes pass 1
+    assert main([*args, "--passes", "1"]) == 0
+    assert models[0].stat().st_mtime_ns == written[0]
 
 
 def test_bootstrap_refuses_a_flow_without_training(tmp_path):
