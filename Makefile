@@ -83,12 +83,13 @@ ablation: setup
 
 # The generated docs: docs/config.md from the config models, the benchmark table of
 # docs/benchmarks.md copied from bench/results.md, and README.md's near-duplicate figures from
-# bench/dedup.md (tests/test_docs.py fails while any is stale).
+# bench/dedup.md and its filter costs from bench/costs.md (tests/test_docs.py fails while any is stale).
 .PHONY: docs
 docs: setup
 	$(BIN)/python -m vtcurate.config_doc > docs/config.md.tmp && mv docs/config.md.tmp docs/config.md
 	$(BIN)/python -m vtcurate.config_doc --include docs/benchmarks.md bench/results.md
 	$(BIN)/python -m vtcurate.config_doc --include README.md bench/dedup.md
+	$(BIN)/python -m vtcurate.config_doc --include README.md bench/costs.md
 
 lint: setup
 	$(BIN)/ruff check vtcurate tests bench

@@ -16,6 +16,7 @@ OUT = Path(__file__).resolve().parent / "out"  # generated inputs and scratch (g
 RESULTS_JSON = Path(__file__).resolve().parent / "results.json"
 RESULTS_MD = Path(__file__).resolve().parent / "results.md"
 DOCS_MD = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"  # carries results.md verbatim
+README = Path(__file__).resolve().parents[1] / "README.md"  # carries dedup.md and costs.md verbatim
 
 
 def median_time(fn: Callable[[], object], reps: int = 3, warmup: int = 1) -> float:
@@ -113,6 +114,9 @@ def write_results(rows: list[Row], suite_seconds: dict[str, float]) -> None:
 
     doc = include(DOCS_MD.read_text("utf-8"), "bench/results.md", RESULTS_MD.read_text("utf-8"))
     DOCS_MD.write_text(doc, "utf-8")
+    from bench.costs import write as write_costs
+
+    write_costs(payload)
 
 
 def _fmt(x: float | None) -> str:

@@ -15,11 +15,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.common import OUT, Row
+from bench.common import OUT, README, Row
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SUMMARY_MD = Path(__file__).resolve().parent / "dedup.md"  # README.md carries it between markers
-README = Path(__file__).resolve().parents[1] / "README.md"
 EXCERPT_S = 3.0
 MAX_HEIGHT = 360  # excerpts are cut at most this high: the pipeline sees 224 px key-frames anyway
 

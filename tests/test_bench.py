@@ -32,6 +32,21 @@ def test_markdown_table_says_met_or_missed():
     assert "no GPU" in table
 
 
+def test_filter_costs_come_from_the_default_rows():
+    from bench.costs import DEFAULT, SEMANTIC, summary
+
+    def row(group, name, value, base=None):
+        return {"group": group, "name": name, "value": value, "baseline_value": base}
+
+    rows = [row("motion 720p text", DEFAULT["motion"], 0.53, 0.56), row("motion 720p text", "pairs 0", 0.005),
+            row("text_overlay 720p text", DEFAULT["text_overlay"], 0.012), row(*SEMANTIC, 414.2)]  # fmt: skip
+    line = summary({"machine": {"cpus": 2, "processor": "Xeon"}, "rows": rows})
+    assert "(2 CPUs, Xeon)" in line and "`motion` 0.53 s on a 720p clip (not measured on a demo clip)" in line
+    assert "`text_overlay` 12 ms on a 720p clip with text" in line
+    assert "against 0.56 s for the `keyframes`" in line
+    assert "414 µs a clip" in line and line.count("\n") == 1
+
+
 def test_median_time_runs_warmup_and_reps():
     calls = []
     median_time(lambda: calls.append(1), reps=3, warmup=2)

@@ -19,6 +19,8 @@ DOCS = ROOT / "docs"
 BENCH_MD = ROOT / "bench" / "results.md"
 BENCH = "bench/results.md"  # the marker name: <!-- bench/results.md --> ... <!-- end bench/results.md -->
 DEDUP = "bench/dedup.md"  # dedup precision and recall for README.md (`python -m bench --only dedup`)
+COSTS = "bench/costs.md"  # the filters' cost per clip for README.md (`python -m bench.costs`)
+README_INCLUDES = (DEDUP, COSTS)
 WRITTEN_BY_CODE = {"ablation.md"}  # `make ablation` writes it
 
 # Benchmark-like figures: walls and durations, speed-ups, rates, shares, suite sizes.
@@ -131,15 +133,19 @@ def test_no_copy_of_benchmark_rows_outside_the_included_table(path):
 # --- typed-in figures ------------------------------------------------------------------------------
 
 
-def test_readme_carries_the_dedup_figures_verbatim():
+@pytest.mark.parametrize("source", README_INCLUDES)
+def test_readme_carries_the_measured_figures_verbatim(source):
     readme = README.read_text("utf-8")
-    assert config_doc.included(readme, DEDUP) == (ROOT / DEDUP).read_text("utf-8"), (
-        f"the near-duplicate figures in README.md differ from {DEDUP}: run `make docs`"
+    assert config_doc.included(readme, source) == (ROOT / source).read_text("utf-8"), (
+        f"the figures in README.md differ from {source}: run `make docs`"
     )
 
 
 def test_readme_holds_no_benchmark_figures():
-    found = README_FIGURE.findall(_without_included(README.read_text("utf-8"), DEDUP))
+    text = README.read_text("utf-8")
+    for source in README_INCLUDES:
+        text = _without_included(text, source)
+    found = README_FIGURE.findall(text)
     assert found == [], f"README.md types in figures {found}: cite a row of docs/benchmarks.md instead"
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from vtcurate.config import FLOW
 from vtcurate.demo.check import check
+from vtcurate.demo.corpus import EXCERPT_OF, REUPLOAD_OF, SAME_CAPTION_AS
 from vtcurate.pipeline.executor import RunDirConflict, run_pipeline
 from vtcurate.pipeline.rundir import RunDir
 from vtcurate.pipeline.stats import load_stats
@@ -71,8 +72,14 @@ def test_every_rejection_has_a_reason(local_run):
 def test_planted_cases_match_the_answer_key(local_run, demo_corpus):
     lines, failures = check(demo_corpus, local_run)
     assert failures == [], "\n".join(lines)
-    assert sum("caught" in line for line in lines) == 15
+    assert sum("caught" in line for line in lines) == 16
     assert sum("not_enforced" in line for line in lines) == 2  # random CLIP weights: scored, not dropped
+    dedup = read_rows(RunDir(local_run).stage("dedup").rejected_parts(), ["clip_id", "duplicate_of"])
+    assert {r["clip_id"]: r["duplicate_of"] for r in dedup} == {
+        "planted-excerpt": f"clip{EXCERPT_OF:04d}",
+        "planted-reupload": f"clip{REUPLOAD_OF:04d}",  # the original kept, not its re-upload
+        "planted-same-caption": f"clip{SAME_CAPTION_AS:04d}",
+    }
 
 
 def test_shards_and_index(local_run):

@@ -55,7 +55,7 @@ def test_report_shards_and_distributions(report, local_run):
 
 def test_answer_key_decisions(report):
     key = report["answer_key"]
-    assert key["summary"] == {"caught": 15, "kept_as_expected": 6, "not_enforced": 2}
+    assert key["summary"] == {"caught": 16, "kept_as_expected": 6, "not_enforced": 2}
     assert key["clean_wrongly_dropped"] == []
     html_case = next(c for c in key["cases"] if c["id"] == "planted-html")
     assert html_case["status"] == "kept_as_expected"

@@ -215,7 +215,22 @@ def mostly_black_clip(spec: ClipSpec, rng: random.Random, black: float = 0.75) -
     return [np.zeros_like(f) for f in frames[:n]] + frames[n:]
 
 
+def with_logo(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """`frames` with a channel's badge in the top-right corner: a white star on a blue plate.  No
+    letters: OCR reads even a few pixels of lettering, and text_overlay would rightly drop it first."""
+    import cv2
+
+    out = []
+    for f in frames:
+        img = f.copy()
+        cv2.rectangle(img, (SIZE - 24, 4), (SIZE - 5, 19), (20, 110, 220), -1)
+        draw_shape(img, "star", (255, 255, 255), SIZE - 14.5, 11.5, 6)
+        out.append(img)
+    return out
+
+
 EXCERPT_OF = 6  # clean clip whose 1 s excerpt is planted as a near-duplicate (modulo the clip count)
+REUPLOAD_OF = 3  # clean clip planted again with a logo at 2/3 of its frame rate (modulo the clip count)
 SAME_CAPTION_AS = 9  # clean clip whose caption is planted on another video (modulo the clip count)
 
 
@@ -224,6 +239,7 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
     if clips < 2:
         raise ValueError("the demo corpus needs at least 2 clean clips")
     excerpt_of, same_caption_as = EXCERPT_OF % clips, SAME_CAPTION_AS % clips
+    reupload_of = REUPLOAD_OF % clips
     if excerpt_of == same_caption_as:
         same_caption_as = (same_caption_as + 1) % clips
     out = Path(out)
@@ -254,6 +270,9 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
         write_h264(out / "videos" / f"{name}.mp4", frames)
         if i == excerpt_of:
             excerpt = frames[FPS // 2 : FPS * 3 // 2]
+        if i == reupload_of:  # every third frame dropped (2/3 of the frame rate), and the last: the
+            # re-upload is a frame shorter, so that dedup's `prefer: [duration, ...]` keeps the original
+            reupload = with_logo([f for k, f in enumerate(frames) if k % 3 != 2][:-1])
         lang = "en" if i % 2 == 0 else "zh"
         add({"id": name, "video": f"videos/{name}.mp4", "caption": spec.caption(lang), "lang_hint": lang})
 
@@ -367,6 +386,17 @@ def generate(out: str | Path, clips: int = 48, seed: int = 0) -> dict:
             "caption": "a short excerpt: " + specs[excerpt_of].caption("en"),
         },
         f"1 s excerpt of clip{excerpt_of:04d} (near-duplicate)",
+        "dedup",
+        "near_duplicate",
+    )
+    write_h264(out / "videos" / "planted-reupload.mp4", reupload, fps=FPS * 2 // 3)
+    add(
+        {
+            "id": "planted-reupload",
+            "video": "videos/planted-reupload.mp4",
+            "caption": "channel re-upload: " + specs[reupload_of].caption("en"),
+        },
+        f"logo, {FPS * 2 // 3} fps re-upload of clip{reupload_of:04d}",
         "dedup",
         "near_duplicate",
     )
