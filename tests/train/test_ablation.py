@@ -90,7 +90,7 @@ def test_a_tiny_ablation_writes_the_contract(tmp_path):
     from vtcurate.demo.ablation import CURATIONS, run
 
     generate_training_corpus(tmp_path / "data", clips=48, heldout=16, seconds=1.0)
-    result = run(tmp_path, steps=2, seeds=(0, 1), runner="local")
+    result = run(tmp_path, steps=2, seeds=(0, 1), runner="local", data_fractions=(0.5,))
     assert result["heldout_clips"] == 16
     rows = {(r["curation"], r["model"]): r for r in result["rows"]}
     assert {c for c, m in rows if m == "transformer"} == set(CURATIONS)

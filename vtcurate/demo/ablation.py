@@ -21,7 +21,8 @@ from "right to left" (and top/bottom) on the held-out clips, in % of clips (50: 
 - `dir_video`: the caption matches the clip better than the clip played backwards (a tie, which is
   all an order-blind model can give, counts half).
 
-python -m vtcurate.demo.ablation WORK_DIR [--steps N] [--seeds 0 1 2] [--extra] [--parallel 2] [--out docs]
+python -m vtcurate.demo.ablation WORK_DIR [--steps N] [--seeds 0 1 2] [--extra] [--parallel 2]
+    [--data-fractions F ...] [--out docs] [--readme README.md]
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ EXTRA_VARIANTS = {  # --extra
 # bad ones, and InternVid's filter kept its top 30 % by CLIP similarity
 KEEP = "bootstrap.threshold={mode: top_fraction, value: 0.5}"
 STEP_FRACTIONS = (0.25, 0.5)  # efficiency: shares of the steps
-DATA_FRACTIONS = (0.5,)  # and of the best curation's rows
+DATA_FRACTIONS: tuple[float, ...] = ()  # and of the best curation's rows (--data-fractions)
 SUMMARY = "ablation-summary.md"  # the README's paragraph
 
 
@@ -312,6 +313,7 @@ def run(
     extra: bool = False,
     runner: str | None = None,
     parallel: int = 2,
+    data_fractions: tuple[float, ...] = DATA_FRACTIONS,
 ) -> dict:
     t0 = time.perf_counter()
     ab = Ablation(work, steps, seeds, runner, parallel)
@@ -326,13 +328,13 @@ def run(
         (best, shards, model, {}) for model in (VARIANTS | (EXTRA_VARIANTS if extra else {})) if model != BASE
     ]
     groups += [(best, shards, BASE, {"steps": max(1, round(steps * f))}) for f in STEP_FRACTIONS]
-    for fraction in DATA_FRACTIONS:
+    for fraction in data_fractions:
         subset = work / "subsets" / f"{best}-{fraction:g}"
         subset.mkdir(parents=True, exist_ok=True)
         subset_shards(shards, fraction, subset)
         groups.append((best, subset, BASE, {"data_fraction": fraction}))
     results = ab.phase(groups, curations)
-    efficient = len(STEP_FRACTIONS) + len(DATA_FRACTIONS)
+    efficient = len(STEP_FRACTIONS) + len(data_fractions)
     rows += results[:-efficient]
     efficiency = results[-efficient:]
     trainings = [r for row in [*rows, *efficiency] for r in row["per_seed"]]
@@ -470,10 +472,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--extra", action="store_true", help="also the STAN-style and proxy-token variants")
     p.add_argument("--parallel", type=int, default=2, help="trainings at a time (one CPU each)")
+    p.add_argument(
+        "--data-fractions",
+        type=float,
+        nargs="*",
+        default=list(DATA_FRACTIONS),
+        help="also train the best curation on these shares of its rows (e.g. 0.25 0.5)",
+    )
     p.add_argument("--out", type=Path, default=Path("docs"))
     p.add_argument("--readme", type=Path, help="copy the summary into this README's markers")
     args = p.parse_args(argv)
-    result = run(args.work, args.steps, tuple(args.seeds), args.extra, parallel=args.parallel)
+    result = run(
+        args.work,
+        args.steps,
+        tuple(args.seeds),
+        args.extra,
+        parallel=args.parallel,
+        data_fractions=tuple(args.data_fractions),
+    )
     write(result, args.out, args.readme)
     print(markdown(result))
     return 0

@@ -71,7 +71,9 @@ def package_versions() -> dict[str, str | None]:
 
 # Keys a resumed run may change freely: how it runs, not what it computes (stage sections are
 # compared key by key: `pipeline.decisions`).
-NOT_FINGERPRINTED = {"name", "runner", "ray", "beam", "stages", "report", "faults", "train", "bootstrap", "models"}
+NOT_FINGERPRINTED = {
+    "name", "runner", "ray", "beam", "stages", "report", "faults", "train", "bootstrap", "models"
+}  # fmt: skip
 
 
 def _global_keys(config_json: dict) -> dict:
