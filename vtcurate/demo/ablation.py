@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -341,6 +342,7 @@ def run(
     return {
         "wall_s": time.perf_counter() - t0,  # this invocation: trainings reused from an earlier one cost ~0
         "samples_per_s": float(np.mean([r["samples_per_s"] for r in trainings])),
+        "parallel": parallel,
         "heldout_clips": corpus["heldout_clips"],
         "chance_R@1": raw["per_seed"][0]["chance_R@1"],
         "steps": steps,
@@ -448,8 +450,9 @@ def summary(result: dict) -> str:
         f"{verdict} ({gain['diff']:+.1f} against {2 * gain['se']:.1f}); {reach}. The pass-2 filter (the "
         f"rules-pass model as scorer): AUC {_pct(quality.get('auc_mismatched'))} on mismatched captions, "
         f"precision {_pct(quality.get('precision'))}, recall {_pct(quality.get('recall'))}. Training ran at "
-        f"{result['samples_per_s']:.0f} samples/s on this machine's CPUs; the whole ablation took "
-        f"{result['wall_s'] / 60:.0f} min. Details: [docs/ablation.md](docs/ablation.md).\n"
+        f"{result['samples_per_s']:.0f} samples/s per model, {result.get('parallel', 1)} models side by side "
+        f"on this machine's {os.cpu_count()} CPUs; the whole ablation took {result['wall_s'] / 60:.0f} min. "
+        "Details: [docs/ablation.md](docs/ablation.md).\n"
     )
 
 
