@@ -74,7 +74,7 @@ EXTRA_VARIANTS = {  # --extra
 # bad ones, and InternVid's filter kept its top 30 % by CLIP similarity
 KEEP = "bootstrap.threshold={mode: top_fraction, value: 0.5}"
 STEP_FRACTIONS = (0.25, 0.5)  # efficiency: shares of the steps
-DATA_FRACTIONS: tuple[float, ...] = ()  # and of the best curation's rows (--data-fractions)
+DATA_FRACTIONS = (0.25, 0.5)  # and of the best curation's rows (--data-fractions)
 SUMMARY = "ablation-summary.md"  # the README's paragraph
 
 
@@ -471,7 +471,7 @@ def write(result: dict, out: Path, readme: Path | None = None) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("work", type=Path)
-    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--steps", type=int, default=200, help="training steps of every model")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--extra", action="store_true", help="also the STAN-style and proxy-token variants")
     p.add_argument("--parallel", type=int, default=2, help="trainings at a time (one CPU each)")
