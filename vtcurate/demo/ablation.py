@@ -191,7 +191,8 @@ class Ablation:
             "dir_text": result["dir_text"],
             "dir_video": result["dir_video"],
             "chance_R@1": overall["chance_R@1"],
-            "train_s": info["seconds"],
+            # a training resumed after a kill reports the seconds of its last part: scaled to all its steps
+            "train_s": info["seconds"] / max(info["steps_run"], 1) * info["config"]["steps"],
             "samples_per_s": info["samples_per_s"],
         }
         print(json.dumps({"curation": job.curation, "model": job.model, **job.extra, **out}), flush=True)
