@@ -20,8 +20,9 @@ BENCH_MD = ROOT / "bench" / "results.md"
 BENCH = "bench/results.md"  # the marker name: <!-- bench/results.md --> ... <!-- end bench/results.md -->
 DEDUP = "bench/dedup.md"  # dedup precision and recall for README.md (`python -m bench --only dedup`)
 COSTS = "bench/costs.md"  # the filters' cost per clip for README.md (`python -m bench.costs`)
-README_INCLUDES = (DEDUP, COSTS)
-WRITTEN_BY_CODE = {"ablation.md"}  # `make ablation` writes it
+ABLATION = "docs/ablation-summary.md"  # the ablation's result for README.md (`make ablation`)
+README_INCLUDES = (DEDUP, COSTS, ABLATION)
+WRITTEN_BY_CODE = {"ablation.md", "ablation-summary.md"}  # `make ablation` writes them
 
 # Benchmark-like figures: walls and durations, speed-ups, rates, shares, suite sizes.
 WALL = r"\d[\d,.]*\s*(?:ms|s|secs?|seconds?|mins?|minutes?|h|hours?)\b"

@@ -70,9 +70,6 @@ EXTRA_VARIANTS = {  # --extra
     "stan": ["train.model.temporal=stan"],
     "transformer + proxies": ["train.model.proxy_tokens=4"],
 }
-# the trained scorer keeps the best half of the pairs: about half of the corpus's captions are planted
-# bad ones, and InternVid's filter kept its top 30 % by CLIP similarity
-KEEP = "bootstrap.threshold={mode: top_fraction, value: 0.5}"
 STEP_FRACTIONS = (0.25, 0.5)  # efficiency: shares of the steps
 DATA_FRACTIONS = (0.25, 0.5)  # and of the best curation's rows (--data-fractions)
 SUMMARY = "ablation-summary.md"  # the README's paragraph
@@ -124,7 +121,7 @@ class Ablation:
                 "rows": raw[0]["rows_in"],
             }
         }
-        config = load_config(CONFIG, [*self.overrides(), f"bootstrap.passes={len(CURATIONS) - 1}", KEEP])
+        config = load_config(CONFIG, [*self.overrides(), f"bootstrap.passes={len(CURATIONS) - 1}"])
         result = bootstrap(config, manifest, self.work / "bootstrap", runner=self.runner)
         for name, row in zip(CURATIONS[1:], result["passes"], strict=True):
             run_dir = Path(row["run_dir"])
