@@ -449,8 +449,8 @@ def summary(result: dict) -> str:
         f"rules-pass model as scorer): AUC {_pct(quality.get('auc_mismatched'))} on mismatched captions, "
         f"precision {_pct(quality.get('precision'))}, recall {_pct(quality.get('recall'))}. Training ran at "
         f"{result['samples_per_s']:.0f} samples/s per model, {result.get('parallel', 1)} models side by side "
-        f"on this machine's {os.cpu_count()} CPUs; the whole ablation took {result['wall_s'] / 60:.0f} min. "
-        "Details: [docs/ablation.md](docs/ablation.md).\n"
+        f"on this machine's {os.cpu_count()} CPUs; its last invocation took {result['wall_s'] / 60:.0f} min "
+        "(an invocation reuses the curations and trainings an earlier, interrupted one finished).\n"
     )
 
 
